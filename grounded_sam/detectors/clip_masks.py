@@ -1,0 +1,475 @@
+"""``ClipMaskDetector``: text -> boxes without a detector, from SAM's automatic masks and CLIP.
+
+SAM proposes every object in the image (:meth:`SamSegmenter.generate`); CLIP says which
+proposals show one of the prompt's classes:
+
+1. each proposal is cut out along its box; pixels outside its mask are filled with a flat
+   colour (by default CLIP's preprocessing mean, which normalises to zero, so the
+   background carries no signal) and the cut-out is padded to a square with the same colour
+   so CLIP's centre crop keeps the whole object;
+2. the cut-outs go through ``clip_model.encode_image`` in batches of ``batch_size``;
+3. each class is embedded through prompt templates ("a photo of a {}.", …; the mean of the
+   normalised template embeddings) and cached per (model, templates, class); background
+   prompts ("background", "a photo of nothing") are embedded as they are;
+4. a proposal's logits are ``logit_scale * cos(image, text)`` over classes + background
+   prompts; its class is the softmax argmax and its score that probability. It is kept when
+   the argmax is a class (not a background prompt) and the probability is >= the threshold;
+5. optional per-class box NMS and top-k.
+
+The result's boxes come from the kept masks; by default the masks themselves are dropped so
+that the pipeline segments the boxes again with SAM's decoder (the design's flow);
+``keep_proposal_masks=True`` keeps them, with ``mask_scores`` = SAM's predicted IoU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grounded_sam.detectors.phrases import normalize_classes
+from grounded_sam.errors import MissingCheckpointError
+from grounded_sam.masks import masks_to_xyxy
+from grounded_sam.types import Detections
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+)
+DEFAULT_BACKGROUND_PROMPTS: tuple[str, ...] = ("background", "a photo of nothing")
+# open_clip's OPENAI_DATASET_MEAN, the fill colour when the preprocess transform shows none.
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_TEXT_CACHE_SIZE = 4096
+
+
+class ClipMaskDetector:
+    """Open-vocabulary detection by scoring SAM's automatic masks with CLIP.
+
+    Args:
+        segmenter: an object with ``generate(image, **options) -> Detections`` whose result has
+            ``masks`` (a :class:`~grounded_sam.SamSegmenter`).
+        clip_model: has ``encode_image(float tensor (B, 3, S, S)) -> (B, D)`` and
+            ``encode_text(int tensor (T, L)) -> (T, D)`` (an ``open_clip`` model). Its
+            ``logit_scale`` (the log of the scale, as CLIP stores it) is used when present.
+        preprocess: PIL RGB image -> float tensor (3, S, S) (open_clip's eval transform).
+        tokenizer: list[str] -> int tensor (T, L) (``open_clip.get_tokenizer(name)``).
+        score_threshold: keep a proposal when its class probability is >= this.
+        templates: format strings with one ``{}`` for the class name.
+        background_prompts: texts that compete with the classes; a proposal whose best match
+            is one of them is dropped. ``()`` disables them (then every proposal gets a class).
+        batch_size: crops per ``encode_image`` call.
+        nms_threshold: box IoU for per-class NMS of the kept proposals; None disables it.
+        top_k: keep at most this many detections (highest scores); None keeps all.
+        keep_proposal_masks: keep the proposals' masks (and SAM's predicted IoU as
+            ``mask_scores``) instead of returning boxes only.
+        amg_options: keyword options for ``segmenter.generate`` (``points_per_side``,
+            ``pred_iou_thresh``, …), overridable per call.
+        background_fill: ``"mean"`` (CLIP's normalisation mean, read from ``preprocess`` when
+            it contains a ``Normalize``), an RGB tuple of 0..255, or None to keep the pixels
+            around the mask inside its box.
+        square_crops: pad each crop to a square with the fill colour before preprocessing.
+        logit_scale: overrides the model's scale (the multiplier itself, e.g. 100.0).
+        model_id: names the model in the text-embedding cache key and in ``repr``.
+    """
+
+    def __init__(
+        self,
+        segmenter: Any,
+        clip_model: Any,
+        preprocess: Callable[[Any], Any],
+        tokenizer: Callable[[list[str]], Any],
+        *,
+        score_threshold: float = 0.3,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        background_prompts: Sequence[str] = DEFAULT_BACKGROUND_PROMPTS,
+        batch_size: int = 32,
+        nms_threshold: float | None = 0.5,
+        top_k: int | None = None,
+        keep_proposal_masks: bool = False,
+        amg_options: dict[str, Any] | None = None,
+        background_fill: str | tuple[int, int, int] | None = "mean",
+        square_crops: bool = True,
+        logit_scale: float | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        templates = tuple(templates)
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError(
+                f"templates must be a non-empty list of strings with '{{}}' for the class "
+                f"name, got {templates!r}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if top_k is not None and top_k < 0:
+            raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+        self.segmenter = segmenter
+        self.clip_model = clip_model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.score_threshold = float(score_threshold)
+        self.templates = templates
+        self.background_prompts = tuple(background_prompts)
+        self.batch_size = int(batch_size)
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self.keep_proposal_masks = keep_proposal_masks
+        self.amg_options = dict(amg_options or {})
+        self.fill = _fill_colour(background_fill, preprocess)
+        self.square_crops = square_crops
+        self.logit_scale = logit_scale
+        self.model_id = model_id or f"{type(clip_model).__name__}@{id(clip_model):x}"
+        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipMaskDetector(model={self.model_id!r}, score_threshold={self.score_threshold}, "
+            f"background_prompts={self.background_prompts!r})"
+        )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name: str,
+        pretrained: str | os.PathLike,
+        *,
+        segmenter: Any,
+        device: str | torch.device = "cpu",
+        cache_dir: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> ClipMaskDetector:
+        """Build from an open_clip model name and LOCAL weights; never downloads.
+
+        Args:
+            model_name: an open_clip architecture, e.g. ``"ViT-B-32"``.
+            pretrained: a checkpoint file, or an open_clip pretrained tag (``"openai"``,
+                ``"laion2b_s34b_b79k"``…) whose weights are already on disk (in
+                ``models/`` where ``grounded-sam download`` puts them, in ``cache_dir``, or in
+                open_clip's / Hugging Face's cache). A tag's preprocessing (mean, std,
+                interpolation) and activation (QuickGELU) are applied.
+            segmenter: the proposal source (a :class:`~grounded_sam.SamSegmenter`).
+            device: where the CLIP model runs.
+            kwargs: passed to the constructor.
+
+        Raises:
+            MissingCheckpointError: the file is not on disk; the message names the file and the
+                ``grounded-sam download`` command that fetches it.
+            ValueError: ``pretrained`` is neither a file nor a tag open_clip knows for the model.
+        """
+        import open_clip
+
+        path, tag_cfg = _resolve_checkpoint(model_name, pretrained, cache_dir=cache_dir)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name,
+            pretrained=str(path),
+            device=device,
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+            image_mean=tag_cfg.get("mean"),
+            image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"),
+            image_resize_mode=tag_cfg.get("resize_mode"),
+        )
+        model.eval()
+        tokenizer = open_clip.get_tokenizer(model_name)
+        kwargs.setdefault("model_id", f"{model_name}/{Path(str(pretrained)).name}")
+        return cls(segmenter, model, preprocess, tokenizer, **kwargs)
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, image: Any, prompt: str | Sequence[str], **amg_options: Any) -> Detections:
+        """Detections of the prompt's classes in ``image``.
+
+        Args:
+            image: anything :func:`grounded_sam.load_image` accepts.
+            prompt: ``"cat . dog"`` or ``["cat", "dog"]`` (normalised as Grounding DINO
+                prompts are; ``class_id`` indexes this list, a repeated class gets the id of
+                its first occurrence).
+            amg_options: override the constructor's ``amg_options`` for this call.
+
+        Returns:
+            :class:`Detections` sorted by score: ``xyxy`` float32 (N, 4) pixel-edge boxes of
+            the kept proposal masks, ``scores`` the class probability, ``phrases`` the class
+            names, ``class_id`` int64 into the prompt's classes, ``masks`` None (or the
+            proposal masks with ``keep_proposal_masks``), and the proposals' ``data`` plus
+            ``"proposal_index"``.
+        """
+        import torch
+
+        from grounded_sam.image import load_image
+
+        classes = normalize_classes(prompt)
+        first: dict[str, int] = {}
+        for i, name in enumerate(classes):
+            first.setdefault(name, i)
+        names = list(first)  # unique classes, first-occurrence order
+        name_ids = np.array([first[n] for n in names], dtype=np.int64)
+
+        rgb = load_image(image)
+        h, w = rgb.shape[:2]
+        proposals = self.segmenter.generate(rgb, **{**self.amg_options, **amg_options})
+        if proposals.masks is None:
+            raise ValueError(
+                "ClipMaskDetector needs proposal masks, but segmenter.generate returned "
+                "Detections without masks"
+            )
+        proposals = proposals[proposals.masks.any(axis=(1, 2))]
+        if len(proposals) == 0:
+            return self._empty((h, w))
+
+        with torch.inference_mode():
+            image_feats = self._encode_crops(rgb, proposals.masks)  # (N, D)
+            text_feats = self._encode_texts(names)  # (C + B, D)
+            logits = self._scale() * image_feats @ text_feats.T
+            probs = logits.float().softmax(dim=-1).cpu().numpy()
+
+        best = probs.argmax(axis=1)
+        score = probs[np.arange(len(probs)), best]
+        keep = (best < len(names)) & (score >= self.score_threshold)
+        idx = np.flatnonzero(keep)
+        if len(idx) == 0:
+            return self._empty((h, w))
+        xyxy = masks_to_xyxy(proposals.masks[idx])
+        score, label = score[idx], best[idx]
+
+        order = np.argsort(-score, kind="stable")
+        if self.nms_threshold is not None and len(order) > 1:
+            from torchvision.ops import batched_nms
+
+            kept = batched_nms(
+                torch.from_numpy(xyxy),
+                torch.from_numpy(score.astype(np.float32)),
+                torch.from_numpy(label.astype(np.int64)),
+                float(self.nms_threshold),
+            ).numpy()
+            order = kept[np.argsort(-score[kept], kind="stable")]
+        if self.top_k is not None:
+            order = order[: self.top_k]
+
+        chosen = proposals[idx[order]]
+        return Detections(
+            xyxy=xyxy[order],
+            scores=score[order],
+            phrases=[names[c] for c in label[order]],
+            class_id=name_ids[label[order]],
+            masks=chosen.masks if self.keep_proposal_masks else None,
+            mask_scores=chosen.scores if self.keep_proposal_masks else None,
+            image_size=(h, w),
+            data={**chosen.data, "proposal_index": idx[order].astype(np.int64)},
+        )
+
+    __call__ = detect
+
+    def _empty(self, size: tuple[int, int]) -> Detections:
+        return Detections.empty(size, with_masks=self.keep_proposal_masks)
+
+    # ------------------------------------------------------------------ CLIP
+    def _model_place(self) -> tuple[torch.device, torch.dtype]:
+        import torch
+
+        params = getattr(self.clip_model, "parameters", None)
+        if callable(params):
+            for p in params():
+                return p.device, p.dtype
+        return torch.device("cpu"), torch.float32
+
+    def _scale(self) -> float:
+        if self.logit_scale is not None:
+            return float(self.logit_scale)
+        log_scale = getattr(self.clip_model, "logit_scale", None)
+        if log_scale is None:
+            return 100.0  # CLIP's trained value (exp of its clamp 4.6052)
+        import torch
+
+        return float(torch.as_tensor(log_scale).float().exp().reshape(-1)[0])
+
+    def crop(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The cut-out CLIP sees for one proposal: uint8 (h, w, 3).
+
+        ``image`` uint8 (H, W, 3) and ``mask`` bool (H, W). The crop is the mask's tight box;
+        pixels outside the mask are set to the fill colour, and with ``square_crops`` the crop
+        is centred on a square of the fill colour.
+        """
+        x1, y1, x2, y2 = (int(v) for v in masks_to_xyxy(mask[None])[0])
+        out = image[y1:y2, x1:x2].copy()
+        if self.fill is None:
+            return out
+        out[~mask[y1:y2, x1:x2]] = self.fill
+        if self.square_crops and out.shape[0] != out.shape[1]:
+            side = max(out.shape[:2])
+            square = np.empty((side, side, 3), dtype=np.uint8)
+            square[:] = self.fill
+            top, left = (side - out.shape[0]) // 2, (side - out.shape[1]) // 2
+            square[top : top + out.shape[0], left : left + out.shape[1]] = out
+            out = square
+        return out
+
+    def _encode_crops(self, image: np.ndarray, masks: np.ndarray) -> torch.Tensor:
+        """Normalised CLIP image embeddings of every proposal, float32 (N, D)."""
+        import torch
+        from PIL import Image
+
+        device, dtype = self._model_place()
+        feats = []
+        for start in range(0, len(masks), self.batch_size):
+            batch = [
+                self.preprocess(Image.fromarray(self.crop(image, m)))
+                for m in masks[start : start + self.batch_size]
+            ]
+            pixels = torch.stack([torch.as_tensor(t) for t in batch]).to(device, dtype)
+            feats.append(_normalise(self.clip_model.encode_image(pixels).float()))
+        return torch.cat(feats)
+
+    def _encode_texts(self, names: Sequence[str]) -> torch.Tensor:
+        """Normalised text embeddings of the classes then the background prompts, (C + B, D)."""
+        import torch
+
+        keys = [("class", self.model_id, *self.templates, n) for n in names]
+        keys += [("background", self.model_id, p) for p in self.background_prompts]
+        with self._lock:
+            missing = [k for k in keys if k not in self._text_cache]
+        if missing:
+            texts: list[str] = []
+            spans: list[tuple[int, int]] = []
+            for key in missing:
+                batch = (
+                    [t.format(key[-1]) for t in self.templates] if key[0] == "class" else [key[-1]]
+                )
+                spans.append((len(texts), len(texts) + len(batch)))
+                texts.extend(batch)
+            device, _ = self._model_place()
+            tokens = torch.as_tensor(self.tokenizer(texts)).to(device)
+            emb = _normalise(self.clip_model.encode_text(tokens).float())
+            with self._lock:
+                for key, (a, b) in zip(missing, spans, strict=True):
+                    self._text_cache[key] = _normalise(emb[a:b].mean(dim=0, keepdim=True))[0]
+                while len(self._text_cache) > _TEXT_CACHE_SIZE:
+                    self._text_cache.popitem(last=False)
+        with self._lock:
+            for k in keys:
+                self._text_cache.move_to_end(k)
+            return torch.stack([self._text_cache[k] for k in keys])
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _fill_colour(
+    fill: str | tuple[int, int, int] | None, preprocess: Any
+) -> tuple[int, int, int] | None:
+    """The RGB uint8 colour that replaces pixels outside a proposal's mask."""
+    if fill is None:
+        return None
+    if isinstance(fill, str):
+        if fill != "mean":
+            raise ValueError(f"background_fill must be 'mean', an RGB tuple or None, got {fill!r}")
+        mean = _CLIP_MEAN
+        for t in getattr(preprocess, "transforms", ()):
+            if type(t).__name__ == "Normalize" and len(getattr(t, "mean", ())) == 3:
+                mean = tuple(float(v) for v in t.mean)
+        return tuple(int(round(255 * v)) for v in mean)  # type: ignore[return-value]
+    colour = tuple(int(v) for v in fill)
+    if len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
+        raise ValueError(f"background_fill must be an RGB tuple of 0..255, got {fill!r}")
+    return colour  # type: ignore[return-value]
+
+
+# open_clip (architecture, tag) -> the `grounded-sam download` entry that fetches its weights.
+DOWNLOAD_NAMES: dict[tuple[str, str], str] = {
+    ("ViT-B-32", "openai"): "clip-vit-b-32",
+    ("ViT-B-16", "openai"): "clip-vit-b-16",
+    ("ViT-L-14", "openai"): "clip-vit-l-14",
+}
+
+
+def _resolve_checkpoint(
+    model_name: str, pretrained: str | os.PathLike, *, cache_dir: str | os.PathLike | None
+) -> tuple[Path, dict[str, Any]]:
+    """The local weights file for ``pretrained`` (a path or an open_clip tag) and the tag's
+    config (``{}`` for a plain file). Looks only at the disk; raises MissingCheckpointError."""
+    import open_clip
+
+    text = os.fspath(pretrained)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path, {}
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, text) or {}
+    if not tag_cfg:
+        looks_like_path = isinstance(pretrained, os.PathLike) or any(
+            c in text for c in ("/", "\\", ".pt", ".bin", ".safetensors")
+        )
+        if looks_like_path:
+            raise MissingCheckpointError(path, hint="check the path of the CLIP checkpoint")
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise ValueError(
+            f"pretrained={text!r} is neither a file nor an open_clip tag for {model_name!r}; "
+            f"known tags: {tags or 'none (is the model name right?)'}"
+        )
+
+    download_name = DOWNLOAD_NAMES.get((model_name, text))
+    candidates: list[Path] = []
+    registered = _registry_path(download_name) if download_name else None
+    if registered is not None:
+        candidates.append(registered)
+    hub = str(tag_cfg.get("hf_hub", ""))
+    hub_repo, hub_file = os.path.split(hub) if hub else ("", "")
+    url_file = os.path.basename(str(tag_cfg.get("url", "")))
+    hub_files = (
+        [hub_file] if hub_file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    )
+    if cache_dir is not None:
+        candidates += [Path(cache_dir) / f for f in [*hub_files, url_file] if f]
+    if url_file:
+        candidates.append(Path("~/.cache/clip").expanduser() / url_file)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, tag_cfg
+    if hub_repo:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+            try_to_load_from_cache = None
+        for f in hub_files if try_to_load_from_cache else []:
+            found = try_to_load_from_cache(
+                hub_repo, f, cache_dir=None if cache_dir is None else str(cache_dir)
+            )
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found), tag_cfg
+
+    expected = registered or (candidates[0] if candidates else Path(f"{model_name}-{text}.bin"))
+    if download_name:
+        raise MissingCheckpointError(expected, name=download_name)
+    source = f"https://huggingface.co/{hub_repo}" if hub_repo else tag_cfg.get("url", "?")
+    raise MissingCheckpointError(
+        expected,
+        hint=(
+            f"open_clip weights {model_name}/{text} are not on this machine; download "
+            f"{hub_file or url_file or 'the weights'} from {source} and pass its path as "
+            "pretrained="
+        ),
+    )
+
+
+def _registry_path(name: str) -> Path | None:
+    """Where `grounded-sam download NAME` puts its file, if the registry knows NAME."""
+    try:
+        from grounded_sam.models import registry
+    except ImportError:
+        return None
+    locate = getattr(registry, "local_path", None)
+    if locate is None:
+        return None
+    try:
+        return Path(locate(name))
+    except (KeyError, ValueError):
+        return None
