@@ -241,7 +241,9 @@ def _decode_stream(fp: IO[bytes], source: str, limit: int) -> np.ndarray:
         except MemoryError:
             raise
         except Exception as e:  # PIL plugins raise many types on malformed headers
-            raise ImageError(source, f"damaged image header ({type(e).__name__}: {e})") from e
+            raise ImageError(
+                source, f"truncated or damaged image header ({type(e).__name__}: {e})"
+            ) from e
     with im:
         if im.format in _REFUSED_FORMATS:
             raise ImageError(
