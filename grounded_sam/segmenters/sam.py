@@ -1,0 +1,456 @@
+"""``SamSegmenter``: Segment Anything as stateless calls — embed once, decode many prompts.
+
+Compared with ``segment_anything.SamPredictor`` it keeps no "current image": :meth:`embed`
+returns an :class:`ImageEmbedding` value, cached by image content in a small LRU, and every
+other call takes the image (or the embedding). One segmenter can therefore serve several
+threads or web requests at once. The arithmetic is SamPredictor's own (``ResizeLongestSide``,
+``Sam.preprocess``, the prompt encoder, the mask decoder, ``Sam.postprocess_masks``), so masks
+are bit-for-bit those of ``SamPredictor.predict_torch`` for the same weights and prompts.
+
+Coordinates in and out are pixels of the ORIGINAL image; the 1024-long-side frame of the
+model is an internal detail. Point and box prompts keep their float precision on the way
+to the prompt encoder: float64 input (numpy's default) is scaled and embedded in float64, as
+``SamAutomaticMaskGenerator`` does; anything else in float32, as ``predict_torch`` with
+``ResizeLongestSide.apply_*_torch`` does.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grounded_sam.errors import MissingCheckpointError
+from grounded_sam.segmenters.embedding_cache import LRUCache
+from grounded_sam.segmenters.prompts import click_prompts, prepare_prompts, prompt_boxes
+from grounded_sam.types import Detections
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    import torch
+    from segment_anything.modeling import Sam
+
+SAM_MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
+# Upscaled float logits held at once by `segment` (each float is 4 bytes): bounds memory on
+# large images without changing any value (upscaling is independent per mask).
+_UPSCALE_BUDGET = 64 * 2**20
+_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+_DTYPES |= {"fp16": "float16", "float16": "float16", "half": "float16"}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """SAM's image embedding of one image, a value (no reference to the segmenter).
+
+    Attributes:
+        features: float32 (1, C, 64, 64), the image encoder's output on the segmenter's
+            device (C = 256 for vit_b/l/h).
+        input_size: (h, w) of the image resized so its long side is 1024, before padding.
+        original_size: (H, W) of the original image.
+        key: content hash of the image (``grounded_sam.image.image_content_key``).
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+    key: str
+
+
+@dataclass
+class SegmenterStats:
+    """Counters a caller (or a test) can read: how much model work was done."""
+
+    encoder_calls: int = 0  # image encoder forward passes (cache misses)
+    cache_hits: int = 0  # embed() calls answered from the cache
+    decoder_calls: int = 0  # mask decoder forward passes (one per chunk of <= max_batch prompts)
+    prompts_decoded: int = 0  # prompts (rows B) that went through the decoder
+
+
+class SamSegmenter:
+    """Masks from a segment_anything ``Sam`` for boxes, points and masks; automatic masks.
+
+    Args:
+        sam: a built ``segment_anything.modeling.Sam`` (put in eval mode here).
+        cache_size: how many image embeddings to keep (LRU by image content); 0 disables.
+        device: where to run (the model is moved there); None keeps the model's device.
+        dtype: None / ``torch.float32`` / ``"fp32"``, or ``torch.bfloat16`` / ``"bf16"``,
+            ``torch.float16`` / ``"fp16"``: the image encoder then runs under
+            ``torch.autocast`` on the device type. Embeddings are stored as float32 and the
+            prompt encoder and mask decoder always run in float32.
+        max_batch: prompts per mask decoder call; more are split into chunks of this size.
+        fast: replace the image encoder by the optimised one of
+            ``grounded_sam.segmenters.fast_sam.optimize_sam`` (done on the first ``embed``).
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        cache_size: int = 4,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_batch: int = 64,
+        fast: bool = False,
+    ):
+        import torch
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.device = torch.device(device) if device is not None else sam.device
+        self.sam = sam.to(self.device).eval()
+        self.dtype = _parse_dtype(dtype)
+        self.max_batch = int(max_batch)
+        self.fast = bool(fast)
+        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self.stats = SegmenterStats()
+        self._cache: LRUCache[ImageEmbedding] = LRUCache(cache_size)
+        self._lock = threading.Lock()  # guards stats and the one-time fast set-up
+        self._fast_ready = False
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        model_type: str,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        builder: Callable[[], Sam] | None = None,
+        name: str | None = None,
+        **kw: Any,
+    ) -> SamSegmenter:
+        """Build SAM ``model_type`` (``"vit_h"``, ``"vit_l"``, ``"vit_b"``) and load ``path``.
+
+        The architecture comes from segment_anything's registry (built without weights); the
+        weights are loaded strictly (``weights_only=True``, every key must fit) on the CPU and
+        the model is then moved to ``device``. ``builder``: a zero-argument function that
+        returns an unloaded ``Sam`` of another configuration (e.g.
+        ``grounded_sam.testing.sam.build_tiny_sam``); ``model_type`` then only names it.
+        ``name``: the download name shown in errors (default ``sam_<model_type>``).
+        Other keyword arguments go to the constructor.
+
+        Raises:
+            MissingCheckpointError: ``path`` does not exist (checked before building).
+            CheckpointError: the file does not fit the architecture (keys/shapes listed).
+            ValueError: unknown ``model_type`` and no ``builder``.
+        """
+        from grounded_sam.models.loading import load_state_dict_strict
+
+        if builder is None:
+            if model_type not in SAM_MODEL_TYPES:
+                raise ValueError(
+                    f"unknown SAM model_type {model_type!r}; expected one of {SAM_MODEL_TYPES} "
+                    "(or pass builder=...)"
+                )
+            from segment_anything import sam_model_registry
+
+            def builder() -> Sam:
+                return sam_model_registry[model_type](checkpoint=None)
+
+        name = name or f"sam_{model_type}"
+        if not Path(path).expanduser().exists():  # fail before building a large model
+            raise MissingCheckpointError(Path(path).expanduser(), name=name)
+        sam = builder()
+        load_state_dict_strict(sam, path, name=name)
+        return cls(sam.eval(), device=device, **kw)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def mask_threshold(self) -> float:
+        """Logit above which a pixel belongs to the mask (SAM's ``mask_threshold``, 0.0)."""
+        return float(self.sam.mask_threshold)
+
+    @property
+    def cache(self) -> LRUCache[ImageEmbedding]:
+        """The embedding cache (``len``, ``keys()``, ``clear()``, ``hits``, ``misses``)."""
+        return self._cache
+
+    def __repr__(self) -> str:
+        return (
+            f"SamSegmenter(device={self.device}, dtype={self.dtype}, max_batch={self.max_batch},"
+            f" cache_size={self._cache.maxsize}, fast={self.fast})"
+        )
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, image: Any) -> ImageEmbedding:
+        """The image embedding of ``image`` (anything ``gs.load_image`` accepts), cached by content.
+
+        The image is resized with ``ResizeLongestSide`` and normalised and padded with
+        ``Sam.preprocess``, exactly as ``SamPredictor.set_image`` does.
+        """
+        from grounded_sam.image import load_image
+
+        return self._embed_array(load_image(image))
+
+    def _embed_array(self, img: np.ndarray) -> ImageEmbedding:
+        """:meth:`embed` for an image already loaded by ``load_image`` (RGB uint8 (H, W, 3))."""
+        from grounded_sam.image import image_content_key
+
+        key = image_content_key(img)
+        cached = self._cache.get(key)
+        if cached is not None:
+            with self._lock:
+                self.stats.cache_hits += 1
+            return cached
+        embedding = self._encode(img, key)
+        self._cache.put(key, embedding)
+        return embedding
+
+    def _encode(self, img: np.ndarray, key: str) -> ImageEmbedding:
+        import torch
+
+        sam = self._model_for_encoding()
+        if sam.image_format != "RGB":
+            img = img[..., ::-1]
+        resized = self.transform.apply_image(img)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        with torch.no_grad():
+            x = sam.preprocess(x)
+            if self.dtype == torch.float32:
+                features = sam.image_encoder(x)
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=self.dtype):
+                    features = sam.image_encoder(x)
+        with self._lock:
+            self.stats.encoder_calls += 1
+        return ImageEmbedding(
+            features=features.float(),
+            input_size=(int(resized.shape[0]), int(resized.shape[1])),
+            original_size=(int(img.shape[0]), int(img.shape[1])),
+            key=key,
+        )
+
+    def _model_for_encoding(self) -> Sam:
+        if not self.fast or self._fast_ready:
+            return self.sam
+        with self._lock:
+            if not self._fast_ready:
+                try:
+                    from grounded_sam.segmenters.fast_sam import optimize_sam
+                except ModuleNotFoundError as exc:
+                    if exc.name != "grounded_sam.segmenters.fast_sam":
+                        raise
+                    raise RuntimeError(
+                        "SamSegmenter(fast=True) needs grounded_sam.segmenters.fast_sam, which "
+                        "is not available in this installation; use fast=False"
+                    ) from exc
+                optimized = optimize_sam(self.sam)
+                if optimized is not None:
+                    self.sam = optimized
+                self._fast_ready = True
+        return self.sam
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding."""
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ decoding
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        *,
+        points: Any = None,
+        point_labels: Any = None,
+        boxes: Any = None,
+        mask_input: Any = None,
+        multimask: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the prompt encoder and mask decoder for B prompts on one embedding.
+
+        Args:
+            embedding: from :meth:`embed`.
+            points: (B, K, 2) (x, y) pixels of the original image; with ``point_labels``
+                (B, K), 1 = foreground, 0 = background.
+            boxes: (B, 4) xyxy pixels of the original image (used as given; see
+                :meth:`segment` for clipping).
+            mask_input: (B, 1, 256, 256) low-res logits from an earlier call.
+            multimask: three masks per prompt instead of one.
+
+        Returns:
+            ``low_res_logits`` float32 (B, M, 256, 256) and ``iou_pred`` float32 (B, M) on the
+            segmenter's device, M = 3 if ``multimask`` else 1. The decoder runs once per
+            chunk of ``max_batch`` prompts; B = 0 runs nothing.
+        """
+        import torch
+
+        prompts = prepare_prompts(
+            points=points,
+            point_labels=point_labels,
+            boxes=boxes,
+            mask_input=mask_input,
+            original_size=embedding.original_size,
+            input_size=embedding.input_size,
+            mask_input_size=tuple(self.sam.prompt_encoder.mask_input_size),
+            device=self.device,
+        )
+        m = 3 if multimask else 1
+        if prompts.size == 0:
+            low_res = tuple(self.sam.prompt_encoder.mask_input_size)
+            empty = torch.zeros((0, m, *low_res), dtype=torch.float32, device=self.device)
+            return empty, torch.zeros((0, m), dtype=torch.float32, device=self.device)
+
+        lows, ious = [], []
+        with torch.no_grad():
+            image_pe = self.sam.prompt_encoder.get_dense_pe()
+            for start in range(0, prompts.size, self.max_batch):
+                chunk = prompts.chunk(start, start + self.max_batch)
+                sparse, dense = self.sam.prompt_encoder(
+                    points=None if chunk.coords is None else (chunk.coords, chunk.labels),
+                    boxes=chunk.boxes,
+                    masks=chunk.masks,
+                )
+                low, iou = self.sam.mask_decoder(
+                    image_embeddings=embedding.features,
+                    image_pe=image_pe,
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask,
+                )
+                lows.append(low)
+                ious.append(iou)
+                with self._lock:
+                    self.stats.decoder_calls += 1
+                    self.stats.prompts_decoded += chunk.size
+        if len(lows) == 1:
+            return lows[0].float(), ious[0].float()
+        return torch.cat(lows).float(), torch.cat(ious).float()
+
+    def upscale_masks(
+        self, low_res_logits: torch.Tensor, embedding: ImageEmbedding
+    ) -> torch.Tensor:
+        """(B, M, 256, 256) low-res logits -> (B, M, H, W) float logits at the original size.
+
+        SAM's ``postprocess_masks``: upscale to 1024, remove the padding, resize to (H, W).
+        Threshold with :attr:`mask_threshold` to get masks.
+        """
+        import torch
+
+        with torch.no_grad():
+            return self.sam.postprocess_masks(
+                low_res_logits, embedding.input_size, embedding.original_size
+            )
+
+    def _binary_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+        """(N, 256, 256) logits -> bool (N, H, W) numpy, upscaled a few at a time."""
+        h, w = embedding.original_size
+        out = np.zeros((len(low_res), h, w), dtype=bool)
+        step = max(1, _UPSCALE_BUDGET // max(h * w, 1024 * 1024))
+        for start in range(0, len(low_res), step):
+            logits = self.upscale_masks(low_res[start : start + step, None], embedding)[:, 0]
+            out[start : start + step] = (logits > self.mask_threshold).cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ tasks
+    def segment(self, image: Any, detections: Detections, multimask: bool = False) -> Detections:
+        """Masks for every box of ``detections``: the same detections with masks filled.
+
+        All boxes go through the mask decoder in one call (chunks of ``max_batch``). Boxes are
+        clipped to the image first; a box that is less than 1 px wide or tall after clipping
+        (empty, or entirely outside the image) is widened to 1 px around its centre, kept
+        inside the image, so it still gets a mask and nothing fails. ``xyxy`` is returned
+        unchanged. Zero detections run no model at all.
+
+        Args:
+            image: anything ``gs.load_image`` accepts; the detections' image.
+            detections: boxes in pixels of that image.
+            multimask: decode three masks per box and keep the one with the highest
+                predicted IoU (only that one is upscaled).
+
+        Returns:
+            ``detections.replace(masks=bool (N, H, W), mask_scores=float32 (N,))``, the
+            scores being SAM's predicted IoU of each returned mask.
+        """
+        import torch
+
+        from grounded_sam.image import load_image
+
+        img = load_image(image)
+        h, w = img.shape[:2]
+        if detections.image_size not in ((0, 0), (h, w)):
+            raise ValueError(
+                f"detections are for an image of (H, W) = {detections.image_size} but the image "
+                f"is {(h, w)}; pass the image the detections were made on"
+            )
+        if len(detections) == 0:
+            return detections.replace(
+                masks=np.zeros((0, h, w), bool),
+                mask_scores=np.zeros(0, np.float32),
+                image_size=(h, w),
+            )
+        embedding = self._embed_array(img)
+        boxes = prompt_boxes(detections.xyxy, (h, w))
+        low, iou = self.decode(embedding, boxes=torch.from_numpy(boxes), multimask=multimask)
+        best = iou.argmax(dim=1)
+        rows = torch.arange(len(best), device=best.device)
+        low, iou = low[rows, best], iou[rows, best]
+        return detections.replace(
+            masks=self._binary_masks(low, embedding),
+            mask_scores=iou.cpu().numpy().astype(np.float32),
+            image_size=(h, w),
+        )
+
+    def segment_points(
+        self,
+        image: Any,
+        points_xy: Any,
+        labels: Any,
+        box: Any = None,
+        mask_input: Any = None,
+    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """One object from clicks (and optionally a box and the previous low-res logits).
+
+        Args:
+            image: anything ``gs.load_image`` accepts.
+            points_xy: (K, 2) (x, y) pixels of the original image (K may be 0 with a box).
+            labels: (K,) 1 = foreground, 0 = background.
+            box: optional (4,) xyxy pixels, clipped like :meth:`segment`'s boxes.
+            mask_input: optional (1, 256, 256) (or (256, 256)) low-res logits returned by an
+                earlier call: refines that mask with the new clicks.
+
+        A single click alone is ambiguous: three masks are decoded and the one with the
+        highest predicted IoU is kept (as SAM's demo does). Several clicks, a box or a
+        ``mask_input`` give one mask directly.
+
+        Returns:
+            ``mask`` bool (H, W), ``score`` (predicted IoU) and ``low_res_logits`` float32
+            (1, 256, 256) to pass back as ``mask_input``.
+        """
+        embedding = self.embed(image)
+        prompts, multimask = click_prompts(
+            points_xy,
+            labels,
+            box,
+            mask_input,
+            image_size=embedding.original_size,
+            mask_input_size=tuple(self.sam.prompt_encoder.mask_input_size),
+        )
+        low, iou = self.decode(embedding, **prompts, multimask=multimask)
+        best = int(iou[0].argmax())
+        low_best = low[0, best][None]  # (1, 256, 256)
+        mask = self._binary_masks(low_best, embedding)[0]
+        return mask, float(iou[0, best]), low_best.cpu().numpy().astype(np.float32)
+
+    def generate(self, image: Any, **amg_options: Any) -> Detections:
+        """Automatic masks for everything in ``image``; see ``grounded_sam.segmenters.amg``."""
+        from grounded_sam.segmenters.amg import generate_masks
+
+        return generate_masks(self, image, **amg_options)
+
+
+def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        key = dtype.lower().removeprefix("torch.")
+        if key not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        dtype = getattr(torch, _DTYPES[key])
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    return dtype
