@@ -72,16 +72,24 @@ class Detections:
         if self.class_id is None:
             raise ValueError("Detections.class_id must be an int array; use -1 for 'no class'")
         class_id = np.asarray(self.class_id)
-        if class_id.size and not np.issubdtype(class_id.dtype, np.integer):
-            if not np.all(np.equal(np.mod(class_id, 1), 0)):
-                raise _shape_error("class_id", "integers", class_id.dtype)
+        if class_id.dtype.kind not in "biu" and not (
+            class_id.dtype.kind == "f" and np.all(np.mod(class_id, 1) == 0)
+        ):
+            raise _shape_error(
+                "class_id",
+                "integers (-1 for 'no class')",
+                f"{class_id.dtype} values {class_id.reshape(-1)[:5].tolist()}",
+            )
         class_id = class_id.astype(np.int64).reshape(-1)
         if class_id.shape != (n,):
             raise _shape_error("class_id", f"shape ({n},)", class_id.shape)
         if (class_id < -1).any():
             raise ValueError("Detections.class_id: values must be >= -1 (-1 means 'no class')")
 
-        h, w = (int(v) for v in self.image_size)
+        try:
+            h, w = (int(v) for v in self.image_size)
+        except (TypeError, ValueError):
+            raise _shape_error("image_size", "(H, W)", self.image_size) from None
         if h < 0 or w < 0:
             raise _shape_error("image_size", "(H, W) with H, W >= 0", self.image_size)
 
@@ -101,13 +109,20 @@ class Detections:
 
         data: dict[str, Any] = {}
         for key, value in dict(self.data).items():
+            if isinstance(value, str | bytes):  # list("abc") would silently split it
+                raise _shape_error(f"data[{key!r}]", f"a list or array of length {n}", "a string")
             if isinstance(value, np.ndarray):
-                if len(value) != n:
-                    raise _shape_error(f"data[{key!r}]", f"length {n}", len(value))
+                if value.ndim == 0:
+                    raise _shape_error(f"data[{key!r}]", f"an array of length {n}", "a 0-d array")
             else:
-                value = list(value)
-                if len(value) != n:
-                    raise _shape_error(f"data[{key!r}]", f"length {n}", len(value))
+                try:
+                    value = list(value)
+                except TypeError:
+                    raise _shape_error(
+                        f"data[{key!r}]", f"a list or array of length {n}", type(value).__name__
+                    ) from None
+            if len(value) != n:
+                raise _shape_error(f"data[{key!r}]", f"length {n}", len(value))
             data[key] = value
 
         set_ = object.__setattr__
@@ -137,24 +152,34 @@ class Detections:
 
     @classmethod
     def concatenate(cls, items: Sequence[Detections]) -> Detections:
-        """Join detections of the same image. Masks/mask_scores/data keys must be all-or-none."""
+        """Join detections of the same image.
+
+        Masks, mask_scores and data keys must be all-or-none among the non-empty items; an
+        empty ``Detections`` joins anything (e.g. ``Detections.empty(size)`` as a start value).
+        """
         items = list(items)
         if not items:
-            raise ValueError("Detections.concatenate needs at least one Detections (for image_size)")
+            raise ValueError(
+                "Detections.concatenate needs at least one Detections (for image_size)"
+            )
         sizes = {d.image_size for d in items}
         if len(sizes) != 1:
             raise ValueError(f"cannot concatenate detections of different images: sizes {sizes}")
         (size,) = sizes
+        nonempty = [d for d in items if len(d)]
+        strict = bool(nonempty)  # all empty: keep only what every item has, never fail
+        items = nonempty or items
 
         def all_or_none(attr: str) -> bool:
             present = [getattr(d, attr) is not None for d in items]
-            if any(present) and not all(present):
+            if strict and any(present) and not all(present):
                 raise ValueError(f"cannot concatenate: some detections have {attr}, some do not")
             return all(present)
 
         keys = [set(d.data) for d in items]
-        if any(k != keys[0] for k in keys):
+        if strict and any(k != keys[0] for k in keys):
             raise ValueError(f"cannot concatenate: data keys differ {keys}")
+        keys[0] = set.intersection(*keys)
         data: dict[str, Any] = {}
         for key in keys[0]:
             values = [d.data[key] for d in items]
@@ -205,6 +230,8 @@ class Detections:
 
     def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Detections:
         n = len(self)
+        if isinstance(index, bool | np.bool_):
+            raise IndexError("cannot index Detections with a bool scalar; use a bool array (N,)")
         if isinstance(index, int | np.integer):
             i = int(index)
             if not -n <= i < n:
@@ -252,11 +279,13 @@ class Detections:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: ``{"image_size": [H, W], "detections": [...]}``.
+        """A JSON-able dict: ``{"image_size": [H, W], "detections": [...], "fields": {...}}``.
 
         Each detection has ``xyxy`` (pixels), ``score``, ``phrase``, ``class_id`` and, when
         present, ``mask`` as COCO compressed RLE (``{"size": [H, W], "counts": str}``),
         ``mask_score`` and the ``data`` entries (numpy scalars become Python numbers).
+        ``fields`` records which optional fields exist and each data entry's dtype and shape,
+        so :meth:`from_dict` restores them exactly, also when there are no detections.
         """
         dets = []
         for i in range(len(self)):
@@ -273,32 +302,58 @@ class Detections:
             if self.data:
                 item["data"] = {k: _to_jsonable(v[i]) for k, v in self.data.items()}
             dets.append(item)
-        return {"image_size": list(self.image_size), "detections": dets}
+        fields = {
+            "masks": self.masks is not None,
+            "mask_scores": self.mask_scores is not None,
+            "data": {
+                k: (
+                    {"type": "array", "dtype": v.dtype.str, "shape": list(v.shape[1:])}
+                    if isinstance(v, np.ndarray)
+                    else {"type": "list"}
+                )
+                for k, v in self.data.items()
+            },
+        }
+        return {"image_size": list(self.image_size), "detections": dets, "fields": fields}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Detections:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (also reads dicts written without ``fields``)."""
         size = tuple(int(v) for v in d["image_size"])
         items = d["detections"]
-        if not items:
-            return cls.empty(size)
-        has_masks = all("mask" in it for it in items)
-        has_ms = all("mask_score" in it for it in items)
-        keys = set(items[0].get("data", {}))
+        n = len(items)
+        fields = d.get("fields")
+        if fields is None:  # older output: infer the optional fields from the detections
+            if not items:
+                return cls.empty(size)
+            has_masks = all("mask" in it for it in items)
+            has_ms = all("mask_score" in it for it in items)
+            specs: dict[str, Any] = {k: None for k in items[0].get("data", {})}
+        else:
+            has_masks, has_ms = bool(fields["masks"]), bool(fields["mask_scores"])
+            specs = dict(fields.get("data", {}))
         data: dict[str, Any] = {}
-        for k in keys:
+        for k, spec in specs.items():
             values = [it["data"][k] for it in items]
-            data[k] = (
-                np.asarray(values)
-                if all(isinstance(v, bool | int | float) for v in values)
-                else values
-            )
+            if spec is None:
+                numeric = all(isinstance(v, bool | int | float) for v in values)
+                data[k] = np.asarray(values) if numeric else values
+            elif spec["type"] == "array":
+                shape = (n, *(int(v) for v in spec["shape"]))
+                data[k] = np.array(values, dtype=np.dtype(spec["dtype"])).reshape(shape)
+            else:
+                data[k] = values
+        h, w = size
         return cls(
-            xyxy=np.array([it["xyxy"] for it in items], dtype=np.float32),
+            xyxy=np.array([it["xyxy"] for it in items], dtype=np.float32).reshape(n, 4),
             scores=np.array([it["score"] for it in items], dtype=np.float32),
             phrases=[it["phrase"] for it in items],
             class_id=np.array([it["class_id"] for it in items], dtype=np.int64),
-            masks=np.stack([rle_to_mask(it["mask"]) for it in items]) if has_masks else None,
+            masks=(
+                np.stack([rle_to_mask(it["mask"]) for it in items])
+                if has_masks and items
+                else (np.zeros((0, h, w), bool) if has_masks else None)
+            ),
             mask_scores=(
                 np.array([it["mask_score"] for it in items], np.float32) if has_ms else None
             ),
