@@ -119,4 +119,6 @@ def masks_to_xyxy(masks: np.ndarray) -> np.ndarray:
 def mask_area(masks: np.ndarray) -> np.ndarray:
     """Pixel count of each bool (N, H, W) mask, int64 (N,)."""
     masks = np.asarray(masks, dtype=bool)
-    return masks.reshape(masks.shape[0], -1).sum(axis=1).astype(np.int64)
+    if masks.ndim != 3:  # a single (H, W) mask would silently give per-row counts
+        raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
+    return masks.sum(axis=(1, 2), dtype=np.int64)
