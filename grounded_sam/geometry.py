@@ -98,12 +98,17 @@ def nms(
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     b = _as_boxes(boxes)
+    s = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if s.shape != (len(b),):
+        raise ValueError(f"scores must have shape ({len(b)},) to match boxes, got {s.shape}")
+    g = np.zeros(len(b), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    if g.shape != (len(b),):
+        raise ValueError(f"groups must have shape ({len(b)},) to match boxes, got {g.shape}")
     if len(b) == 0:
         return np.zeros(0, dtype=np.int64)
-    g = np.zeros(len(b), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
     keep = batched_nms(
         torch.from_numpy(b).float(),
-        torch.as_tensor(np.asarray(scores, dtype=np.float32)),
+        torch.from_numpy(s),
         torch.from_numpy(g),
         float(iou_threshold),
     )
