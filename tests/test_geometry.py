@@ -16,8 +16,7 @@ from grounded_sam.geometry import (
 )
 
 
-def random_xyxy(n: int, seed: int = 0, size: float = 100.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
+def random_xyxy(rng: np.random.Generator, n: int, size: float = 100.0) -> np.ndarray:
     xy = rng.uniform(0, size, (n, 2))
     wh = rng.uniform(0.5, size / 3, (n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
@@ -38,8 +37,8 @@ def test_xyxy_xywh_table(xyxy, xywh):
     np.testing.assert_array_equal(xywh_to_xyxy([xywh]), [xyxy])
 
 
-def test_conversions_round_trip():
-    boxes = random_xyxy(50)
+def test_conversions_round_trip(rng):
+    boxes = random_xyxy(rng, 50)
     out = xywh_to_xyxy(xyxy_to_xywh(boxes))
     assert out.dtype == np.float32 and out.shape == (50, 4)
     np.testing.assert_allclose(out, boxes, rtol=0, atol=1e-4)
@@ -61,9 +60,9 @@ def test_cxcywh_norm_to_xyxy_non_square(cxcywh, xyxy):
     np.testing.assert_allclose(out, [xyxy], rtol=0, atol=1e-4)
 
 
-def test_cxcywh_norm_round_trip_non_square():
+def test_cxcywh_norm_round_trip_non_square(rng):
     h, w = 300, 700
-    boxes = random_xyxy(40, seed=1, size=250)
+    boxes = random_xyxy(rng, 40, size=250)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2 / w
     cy = (boxes[:, 1] + boxes[:, 3]) / 2 / h
     bw = (boxes[:, 2] - boxes[:, 0]) / w
@@ -192,7 +191,7 @@ def test_nms_table(thr, groups, expected):
 @pytest.mark.parametrize("per_class", [False, True])
 def test_nms_matches_greedy_reference(seed, per_class):
     rng = np.random.default_rng(seed)
-    boxes = random_xyxy(60, seed=seed, size=60)
+    boxes = random_xyxy(rng, 60, size=60)
     scores = rng.permutation(60).astype(np.float32) / 60  # distinct scores
     groups = rng.integers(0, 3, 60) if per_class else None
     keep = nms(boxes, scores, 0.4, groups)
