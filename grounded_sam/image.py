@@ -76,6 +76,8 @@ ImageSource = (
 # Formats PIL can open but we refuse: EPS is rendered by running Ghostscript on the file.
 _REFUSED_FORMATS = {"EPS": "PostScript is rendered by running Ghostscript; convert it to PNG first"}
 
+_ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
+
 # `warnings.catch_warnings` swaps the process-wide filter list; serialise our own uses of it so
 # two threads loading images cannot restore each other's filters in the wrong order.
 _WARNINGS_LOCK = threading.Lock()
@@ -266,11 +268,17 @@ def _pil_to_rgb(im: Image.Image, source: str, limit: int) -> np.ndarray:
         raise ImageError(
             source, f"truncated or corrupt image data ({type(e).__name__}: {e})"
         ) from e
+    return _pil_pixels_to_rgb(_upright(im), source)
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; ``im`` itself when there is none (no copy)."""
     try:
-        upright = ImageOps.exif_transpose(im)
+        if im.getexif().get(_ORIENTATION_TAG, 1) == 1:
+            return im
+        return ImageOps.exif_transpose(im)
     except Exception:  # a damaged EXIF block: keep the stored orientation, as viewers do
-        upright = im
-    return _pil_pixels_to_rgb(upright, source)
+        return im
 
 
 def _pil_pixels_to_rgb(im: Image.Image, source: str) -> np.ndarray:

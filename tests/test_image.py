@@ -392,6 +392,14 @@ def test_exif_orientation_of_pil_input_is_applied_without_mutating_it():
     np.testing.assert_array_equal(out, np.rot90(STORED, k=-1))
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+def test_damaged_exif_keeps_the_stored_orientation():
+    damaged = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff garbage"
+    data = encode(Image.fromarray(np.full((4, 6, 3), 200, np.uint8)), "JPEG", exif=damaged)
+    out = load_image(data)
+    assert_rgb(out, (4, 6))
+
+
 # ---------------------------------------------------------------------- input kinds
 
 PIXELS = np.random.default_rng(7).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
