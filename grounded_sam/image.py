@@ -182,8 +182,8 @@ def _check_size(width: int, height: int, source: str, limit: int) -> None:
 
 
 def _load_path(src: str | os.PathLike, limit: int) -> np.ndarray:
-    path = Path(os.fsdecode(os.fspath(src)))
-    source = str(path)
+    source = os.fsdecode(os.fspath(src))  # the path as the caller wrote it
+    path = Path(source)
     try:
         if path.is_dir():
             raise ImageError(source, "is a directory, not an image file")
