@@ -1,0 +1,358 @@
+"""Text to boxes with Grounding DINO (transformers' ``GroundingDinoForObjectDetection``).
+
+``GroundingDinoDetector(model, processor).detect(image, "cat . traffic light")`` returns
+:class:`~grounded_sam.types.Detections` in pixels of the original image, each with a score,
+a clean phrase and a class id into the prompt's classes (see
+:mod:`grounded_sam.detectors.phrases` for how tokens become labels). Prompts longer than the
+model's 256-token text limit are split into chunks of whole classes
+(:mod:`grounded_sam.detectors.vocab_chunks`).
+
+Models load only from local files: a directory written by ``save_pretrained`` or by
+``grounded-sam download``, or a Hugging Face model id already in the local cache. Nothing is
+ever downloaded here, and the original ``groundingdino-py`` package is not needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grounded_sam.detectors.phrases import Prompt, PromptTokens, build_phrases, score_queries
+from grounded_sam.detectors.vocab_chunks import count_class_tokens, plan_chunks, reuse_backbone
+from grounded_sam.errors import MissingCheckpointError, PromptError
+from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy, nms
+from grounded_sam.types import Detections
+
+# Hugging Face ids -> names of `grounded-sam download` (the model registry).
+REGISTRY_NAMES: dict[str, str] = {
+    "IDEA-Research/grounding-dino-tiny": "grounding-dino-tiny",
+    "IDEA-Research/grounding-dino-base": "grounding-dino-base",
+}
+_NMS_MODES = (None, "class", "agnostic")
+
+# What a model directory must hold; each entry is satisfied by any one of its files.
+_REQUIRED_FILES: dict[str, tuple[str, ...]] = {
+    "model config": ("config.json",),
+    "weights": (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ),
+    "image processor config": ("preprocessor_config.json", "processor_config.json"),
+    "tokenizer": ("tokenizer.json", "vocab.txt"),
+}
+
+
+def _check_unit(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def _looks_like_path(source: str) -> bool:
+    """True for strings that cannot be a Hugging Face id ``owner/name``."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") > 1
+        or Path(source).suffix in {".pth", ".pt", ".bin", ".safetensors"}
+    )
+
+
+def missing_model_files(directory: str | Path) -> list[str]:
+    """What a Grounding DINO directory lacks, e.g. ``["weights (model.safetensors or ...)"]``."""
+    directory = Path(directory)
+    missing = []
+    for what, names in _REQUIRED_FILES.items():
+        if not any((directory / n).is_file() for n in names):
+            missing.append(f"{what} ({' or '.join(names)})")
+    return missing
+
+
+class GroundingDinoDetector:
+    """Open-vocabulary detection: an image and a text prompt in, :class:`Detections` out.
+
+    Args:
+        model: a ``transformers.GroundingDinoForObjectDetection`` (any size; eval mode is set).
+        processor: its ``GroundingDinoProcessor`` (an image processor and a *fast* BERT
+            tokenizer; character offsets are needed to map tokens to classes).
+        box_threshold: keep queries whose score is above this, in [0, 1].
+        text_threshold: a word enters a phrase when one of its tokens' probability is above
+            this, in [0, 1] (the best token's word is always in).
+        nms: ``None`` (keep every query above ``box_threshold``, as the model was trained),
+            ``"class"`` (non-maximum suppression among boxes of the same class id) or
+            ``"agnostic"`` (among all boxes).
+        nms_iou: IoU above which NMS suppresses the lower-scoring box, in [0, 1].
+        top_k: keep at most this many detections (best scores), after NMS; ``None``: all.
+        class_restricted: how a query gets its score and class.
+
+            ``False`` (default): score = the query's best token probability over the whole
+            prompt (exactly transformers' ``post_process_grounded_object_detection`` score),
+            class = the class whose tokens hold that best token, -1 when it is ``[CLS]``,
+            ``[SEP]`` or a ``"."``; the phrase is made of words of that one class.
+
+            ``True``: each class's score is the mean probability of its tokens; the label is
+            the best class and the score its mean. Every detection gets a class (never -1)
+            and the label can never mix two classes. The trade-off: scores are lower and no
+            longer the model's native scores, so ``box_threshold`` needs re-tuning (a mean
+            is at most the max); names of several tokens are penalised when the model lights
+            up only their head word ("traffic light" where only "light" fires), which biases
+            ties towards one-token names; and the "none of these" signal of a query that
+            prefers a separator token is lost.
+        device: move the model there (e.g. ``"cuda"``); ``None`` leaves it where it is.
+        dtype: cast the model (e.g. ``torch.bfloat16``); ``None`` leaves it as it is.
+
+    Thread safety: ``detect`` keeps no per-request state on the detector; concurrent calls
+    on one detector are safe as far as the model's forward is (PyTorch inference is).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
+        *,
+        nms: str | None = None,
+        nms_iou: float = 0.5,
+        top_k: int | None = None,
+        class_restricted: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ):
+        self.box_threshold = _check_unit("box_threshold", box_threshold)
+        self.text_threshold = _check_unit("text_threshold", text_threshold)
+        if nms not in _NMS_MODES:
+            raise ValueError(f"nms must be one of {_NMS_MODES}, got {nms!r}")
+        self.nms = nms
+        self.nms_iou = _check_unit("nms_iou", nms_iou)
+        if top_k is not None and (int(top_k) != top_k or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        self.top_k = None if top_k is None else int(top_k)
+        self.class_restricted = bool(class_restricted)
+        if device is not None or dtype is not None:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model.eval()
+        self.processor = processor
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+            raise TypeError(
+                "the processor needs a fast tokenizer (it gives the character offsets that "
+                "map tokens to classes); build it with BertTokenizerFast / AutoTokenizer"
+            )
+        self.max_text_len = int(getattr(model.config, "max_text_len", 256))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls, name_or_dir: str | Path, device: Any = "cpu", **kwargs: Any
+    ) -> GroundingDinoDetector:
+        """Load a model and processor from local files only; never downloads.
+
+        Args:
+            name_or_dir: a directory written by ``save_pretrained`` / ``grounded-sam
+                download``, or a Hugging Face id (``"IDEA-Research/grounding-dino-tiny"``, or
+                its registry name ``"grounding-dino-tiny"``) whose files are already in the
+                local Hugging Face cache.
+            device: where the model runs.
+            kwargs: passed to the constructor (thresholds, ``nms``, ``dtype``, ...).
+
+        Raises:
+            MissingCheckpointError: the directory lacks files (they are listed), or the id
+                has no local copy; the message names the ``grounded-sam download`` command.
+        """
+        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+        source = str(name_or_dir)
+        path = Path(source).expanduser()
+        hub_ids = {name: hub for hub, name in REGISTRY_NAMES.items()}
+        if source in hub_ids and not path.is_dir():
+            source = hub_ids[source]
+        registry = REGISTRY_NAMES.get(source)
+        if path.is_dir():
+            missing = missing_model_files(path)
+            if missing:
+                raise MissingCheckpointError(
+                    path,
+                    registry,
+                    hint=(
+                        f"the Grounding DINO directory {path} lacks: {'; '.join(missing)}. "
+                        "Save a model there with model.save_pretrained(dir) and "
+                        "processor.save_pretrained(dir), or fetch one with "
+                        "`grounded-sam download grounding-dino-tiny`"
+                    ),
+                )
+            source = str(path)
+        elif path.exists() or _looks_like_path(source):
+            raise MissingCheckpointError(
+                path,
+                registry,
+                hint=(
+                    f"{path} is not a Grounding DINO directory "
+                    f"({'a file' if path.exists() else 'no such directory'}); pass a directory "
+                    "written by save_pretrained, or fetch one with "
+                    "`grounded-sam download grounding-dino-tiny`"
+                ),
+            )
+        try:
+            processor = GroundingDinoProcessor.from_pretrained(source, local_files_only=True)
+            model = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=True)
+        except OSError as err:
+            known = ", ".join(sorted(REGISTRY_NAMES.values()))
+            name = registry or "grounding-dino-tiny"
+            raise MissingCheckpointError(
+                source,
+                name,
+                hint=(
+                    f"no local copy of Grounding DINO model {source!r}: it is not a directory "
+                    f"and not in the Hugging Face cache ({err.__class__.__name__}); nothing is "
+                    f"downloaded at run time. Fetch it with `grounded-sam download {name}` "
+                    f"(known models: {known}) or pass a directory written by save_pretrained"
+                ),
+            ) from err
+        return cls(model, processor, device=device, **kwargs)
+
+    # ------------------------------------------------------------------ stages
+    def prompt_chunks(self, prompt: str | Sequence[str]) -> list[Prompt]:
+        """The prompt as one or more :class:`Prompt` s, each within the model's text limit.
+
+        All share the same ``classes``; their class ids index that full list.
+        """
+        full = Prompt.from_classes(prompt)
+        tokenizer = self.processor.tokenizer
+        ids = full.unique_class_ids()
+        counts = count_class_tokens(tokenizer, [full.classes[i] for i in ids])
+        chunks = plan_chunks(ids, counts, self.max_text_len)
+        if len(chunks) == 1:
+            return [full]
+        return [Prompt.from_classes(full.classes, include=chunk) for chunk in chunks]
+
+    def preprocess_image(self, image: Any) -> tuple[dict[str, Any], tuple[int, int]]:
+        """``(pixel inputs, (H, W))``: the image processor's tensors on the model's device."""
+        from grounded_sam.image import load_image
+
+        rgb = load_image(image)
+        inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
+        param = next(self.model.parameters())
+        pixels = {
+            "pixel_values": inputs["pixel_values"].to(param.device, param.dtype),
+            "pixel_mask": inputs["pixel_mask"].to(param.device),
+        }
+        return pixels, (int(rgb.shape[0]), int(rgb.shape[1]))
+
+    def forward(
+        self, pixels: dict[str, Any], tokens: PromptTokens
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One model call: ``(probs (Q, T) float32, boxes (Q, 4) float32 normalised cx,cy,w,h)``."""
+        import torch
+
+        if len(tokens) > self.max_text_len:
+            raise PromptError(
+                f"prompt is {len(tokens)} tokens long, over the model's {self.max_text_len}"
+            )
+        device = pixels["pixel_values"].device
+        input_ids = torch.as_tensor(tokens.input_ids, device=device)[None]
+        with torch.inference_mode():
+            out = self.model(
+                **pixels,
+                input_ids=input_ids,
+                token_type_ids=torch.zeros_like(input_ids),
+                attention_mask=torch.ones_like(input_ids),
+            )
+            probs = torch.sigmoid(out.logits[0, :, : len(tokens)].float())
+            boxes = out.pred_boxes[0].float()
+        return probs.cpu().numpy(), boxes.cpu().numpy()
+
+    def postprocess(
+        self,
+        probs: np.ndarray,
+        boxes: np.ndarray,
+        tokens: PromptTokens,
+        image_size: tuple[int, int],
+    ) -> Detections:
+        """Model outputs of one prompt to detections, best score first, before NMS.
+
+        Args:
+            probs: (Q, T) float, sigmoid of the logits over the prompt's T tokens.
+            boxes: (Q, 4) float, normalised (cx, cy, w, h) relative to the image.
+            tokens: the tokenised prompt.
+            image_size: (H, W) of the original image.
+
+        Returns:
+            Queries with score > ``box_threshold``; ``xyxy`` float32 pixels of the original
+            image, clipped to it.
+        """
+        scores, class_id = score_queries(probs, tokens, self.class_restricted)
+        keep = np.flatnonzero(scores > self.box_threshold)
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        phrases = build_phrases(probs[keep], tokens, self.text_threshold, self.class_restricted)
+        xyxy = clip_xyxy(cxcywh_norm_to_xyxy(boxes[keep], image_size), image_size)
+        return Detections(
+            xyxy=xyxy,
+            scores=scores[keep],
+            phrases=phrases,
+            class_id=class_id[keep],
+            image_size=image_size,
+        )
+
+    def _filter(self, dets: Detections, mode: str | None) -> Detections:
+        if mode is not None and len(dets):
+            groups = dets.class_id if mode == "class" else None
+            dets = dets[nms(dets.xyxy, dets.scores, self.nms_iou, groups)]
+        return dets
+
+    # ------------------------------------------------------------------ public
+    def detect(self, image: Any, prompt: str | Sequence[str]) -> Detections:
+        """Detect the prompt's classes in an image.
+
+        Args:
+            image: anything :func:`grounded_sam.load_image` takes (path, bytes, PIL image,
+                (H, W, 3) uint8 RGB array, ...).
+            prompt: ``"cat . traffic light"`` or ``["cat", "traffic light"]``.
+
+        Returns:
+            :class:`Detections`, best score first: ``xyxy`` float32 (N, 4) pixels of the
+            original image (x1, y1, x2, y2), clipped to it; ``scores`` float32 (N,) in [0, 1];
+            ``phrases`` the words of one class that matched; ``class_id`` int64 (N,) indexing
+            the prompt's classes (normalised, in the given order), -1 for none.
+
+        Long prompts: when the classes do not fit the model's 256-token text limit, they are
+        split into chunks of whole classes; each chunk is one forward pass (the Swin
+        backbone runs once, the text-conditioned encoder and decoder once per chunk), and the
+        merged results go through per-class NMS at ``nms_iou`` (or class-agnostic NMS when
+        ``nms="agnostic"``) so that no query is counted twice.
+
+        Raises:
+            PromptError: the prompt is empty or malformed.
+            ImageError: the image cannot be loaded.
+        """
+        chunks = self.prompt_chunks(prompt)
+        pixels, size = self.preprocess_image(image)
+        parts = []
+        with reuse_backbone(self.model) if len(chunks) > 1 else nullcontext():
+            for chunk in chunks:
+                tokens = PromptTokens.from_tokenizer(self.processor.tokenizer, chunk)
+                probs, boxes = self.forward(pixels, tokens)
+                parts.append(self.postprocess(probs, boxes, tokens, size))
+        dets = Detections.concatenate(parts)
+        mode = self.nms
+        if len(chunks) > 1 and mode is None:
+            mode = "class"
+        dets = self._filter(dets, mode)
+        dets = dets[np.argsort(-dets.scores, kind="stable")]
+        if self.top_k is not None:
+            dets = dets[: self.top_k]
+        return dets
+
+    def __repr__(self) -> str:
+        return (
+            f"GroundingDinoDetector(box_threshold={self.box_threshold}, "
+            f"text_threshold={self.text_threshold}, nms={self.nms!r}, nms_iou={self.nms_iou}, "
+            f"top_k={self.top_k}, class_restricted={self.class_restricted})"
+        )
