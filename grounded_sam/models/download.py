@@ -1,0 +1,286 @@
+"""Fetch registry checkpoints: the ONLY code in this package that touches the network.
+
+``grounded-sam download NAME`` calls :func:`download`, which for each file of the model
+
+1. says what it fetches (URL, size, destination),
+2. streams it with ``urllib`` into a temporary file beside the destination, with a tqdm
+   progress bar, hashing as it goes,
+3. checks the size and the sha256 (a mismatch deletes the temporary file and raises
+   :class:`ChecksumError` with both hashes; a file the registry has no hash for is kept and
+   its computed hash printed as unverified),
+4. renames the temporary file into place (atomic: no half-written checkpoint is ever seen
+   under the final name).
+
+Offline or on any HTTP/URL error it raises :class:`DownloadError` naming the file, the URL and
+how to place the file by hand. Resuming a partial download is not supported: a new attempt
+starts over. :func:`ensure_models` is what the app's first run calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from grounded_sam.errors import GroundedSamError, MissingCheckpointError
+from grounded_sam.models.registry import (
+    ENV_VAR,
+    ModelEntry,
+    ModelFile,
+    get_entry,
+    missing_files,
+    model_path,
+)
+from grounded_sam.models.registry import models_dir as resolve_models_dir
+
+_CHUNK = 1 << 20  # 1 MiB
+Log = Callable[[str], None]
+
+
+class DownloadError(GroundedSamError, RuntimeError):
+    """A file could not be fetched (offline, HTTP error, truncated transfer)."""
+
+
+class ChecksumError(DownloadError):
+    """A fetched file's sha256 (or size) is not the registry's; nothing was kept."""
+
+    def __init__(self, message: str, expected: str, actual: str):
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class ModelsMissingError(MissingCheckpointError):
+    """Model files are not on disk and downloading was not allowed.
+
+    ``missing`` maps each model name to its missing paths; the message lists every file and
+    the ``grounded-sam download NAME`` commands that fetch them.
+    """
+
+    def __init__(self, missing: dict[str, list[Path]], root: Path):
+        self.missing = missing
+        self.path = next(p for paths in missing.values() for p in paths)
+        self.name = next(iter(missing))
+        lines = [f"model files missing under {root}:"]
+        for name, paths in missing.items():
+            lines += [f"  {name}: {p}" for p in paths]
+        lines.append("fetch them with:")
+        lines += [f"  grounded-sam download {name}" for name in missing]
+        lines.append(
+            f"(or copy the files there by hand, see models/README.md; set {ENV_VAR} to use "
+            f"another models folder)"
+        )
+        # skip MissingCheckpointError's one-file message, keep its type
+        super(MissingCheckpointError, self).__init__("\n".join(lines))
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def human_size(n: int | None) -> str:
+    """``375042383`` -> ``"357.7 MiB"``; None -> ``"unknown size"``."""
+    if n is None:
+        return "unknown size"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manual_hint(file: ModelFile, dest: Path) -> str:
+    sha = f" (sha256 {file.sha256})" if file.sha256 else ""
+    return (
+        f"To install it by hand, fetch {file.url} on a machine with internet access and copy "
+        f"it to {dest}{sha}; or set {ENV_VAR} to a folder that already holds the models."
+    )
+
+
+def fetch_file(
+    file: ModelFile,
+    dest: str | Path,
+    *,
+    name: str = "",
+    progress: bool = True,
+    timeout: float = 30.0,
+    log: Log = _stderr,
+) -> Path:
+    """Download one file to ``dest`` (see the module docstring). Returns ``dest``.
+
+    Raises:
+        DownloadError: the URL cannot be reached or answers with an error, or the transfer
+            ends early.
+        ChecksumError: the size or sha256 is not the registry's (the file is not kept).
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    what = f"{dest.name} of {name}" if name else dest.name
+    log(f"Downloading {what}\n  from {file.url}\n  size {human_size(file.size)}\n  to   {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                request = urllib.request.Request(file.url, headers={"User-Agent": "grounded-sam"})
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else file.size
+                    if file.size is not None and total is not None and total != file.size:
+                        raise DownloadError(
+                            f"{file.url} announces {total} bytes but the registry expects "
+                            f"{file.size} for {what}: the server has another file. "
+                            + _manual_hint(file, dest)
+                        )
+                    with tqdm(
+                        total=total,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=dest.name,
+                        disable=not progress,
+                        file=sys.stderr,
+                    ) as bar:
+                        while chunk := response.read(_CHUNK):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as e:
+                raise DownloadError(
+                    f"cannot download {what}: {file.url} answered HTTP {e.code} {e.reason}. "
+                    + _manual_hint(file, dest)
+                ) from e
+            except urllib.error.URLError as e:
+                raise DownloadError(
+                    f"cannot download {what}: {file.url} cannot be reached ({e.reason}); is "
+                    f"this machine offline? " + _manual_hint(file, dest)
+                ) from e
+            except OSError as e:  # a timeout or reset mid-transfer, a full disk
+                raise DownloadError(
+                    f"cannot download {what} from {file.url}: {type(e).__name__}: {e}. "
+                    + _manual_hint(file, dest)
+                ) from e
+            out.flush()
+            os.fsync(out.fileno())
+
+        if file.size is not None and received != file.size:
+            raise DownloadError(
+                f"download of {what} from {file.url} ended after {received} of {file.size} "
+                f"bytes; run the command again. " + _manual_hint(file, dest)
+            )
+        actual = digest.hexdigest()
+        if file.sha256 is not None and actual != file.sha256.lower():
+            raise ChecksumError(
+                f"sha256 mismatch for {what} from {file.url}: expected {file.sha256}, got "
+                f"{actual}; the file was deleted. Run the command again; if it keeps "
+                f"failing, the file on the server has changed.",
+                expected=file.sha256,
+                actual=actual,
+            )
+        if file.sha256 is None:
+            log(f"  sha256 {actual} (unverified: the registry has no checksum for this file)")
+        else:
+            log(f"  sha256 verified ({actual[:12]}…)")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def download(
+    name: str | ModelEntry,
+    *,
+    models_dir: str | Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+    timeout: float = 30.0,
+    log: Log = _stderr,
+) -> Path:
+    """Fetch every file of a registry model into the models folder; returns :func:`model_path`.
+
+    Files already present with the registry's size are kept (say ``force=True`` to fetch
+    them again). ``models_dir`` defaults to ``$GROUNDED_SAM_MODELS`` or ``./models``.
+
+    Raises:
+        KeyError: an unknown model name.
+        DownloadError / ChecksumError: see :func:`fetch_file`.
+    """
+    entry = get_entry(name)
+    root = resolve_models_dir(models_dir)
+    todo = set(missing_files(entry, root))
+    for file in entry.files:
+        dest = root / file.path
+        if not force and dest not in todo:
+            log(f"{entry.name}: {dest} is already present")
+            continue
+        fetch_file(file, dest, name=entry.name, progress=progress, timeout=timeout, log=log)
+    return model_path(entry, root)
+
+
+def verify(name: str | ModelEntry, models_dir: str | Path | None = None) -> list[str]:
+    """Check the files of a model on disk by size and sha256 (reads every byte).
+
+    Returns a list of problems, one line each (empty when all files are present and match;
+    files without a registry hash are only checked for presence and size).
+    """
+    entry = get_entry(name)
+    root = resolve_models_dir(models_dir)
+    problems = []
+    for file in entry.files:
+        path = root / file.path
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif file.size is not None and path.stat().st_size != file.size:
+            problems.append(f"{path}: {path.stat().st_size} bytes, expected {file.size}")
+        elif file.sha256 is not None and (actual := sha256_file(path)) != file.sha256:
+            problems.append(f"{path}: sha256 {actual}, expected {file.sha256}")
+    return problems
+
+
+def ensure_models(
+    names: Iterable[str | ModelEntry],
+    *,
+    download: bool = False,
+    models_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Log = _stderr,
+) -> dict[str, Path]:
+    """Make sure the named models are on disk; returns ``{name: model_path}``.
+
+    With ``download=True`` missing files are fetched (the app's first run); without,
+    missing files raise :class:`ModelsMissingError`, which lists exactly the missing files and
+    the ``grounded-sam download NAME`` commands.
+    """
+    entries = [get_entry(n) for n in names]
+    root = resolve_models_dir(models_dir)
+    missing = {e.name: paths for e in entries if (paths := missing_files(e, root))}
+    if missing and not download:
+        raise ModelsMissingError(missing, root)
+    for e in entries:
+        if e.name in missing:
+            _download(e, models_dir=root, progress=progress, log=log)
+    return {e.name: model_path(e, root) for e in entries}
+
+
+_download = download  # ensure_models' ``download`` flag shadows the function's name
