@@ -1,0 +1,367 @@
+"""``Pipeline``: detect -> segment -> label, each step ``Detections`` in, ``Detections`` out.
+
+Every step can be run on its own, inspected, adjusted and continued::
+
+    pipe = gs.Pipeline(detector, segmenter, top_k=20)
+    image = gs.load_image("kitchen.jpg")
+    boxes = pipe.detect(image, "cup . knife")          # boxes, scores, phrases
+    boxes = boxes[boxes.scores > 0.4]                    # look, filter, continue
+    masks = pipe.segment(image, boxes)                   # + masks, mask_scores
+    final = pipe.label(masks, ["cup", "knife"])          # + class_id, review flags
+
+``pipe(image, prompt)`` runs the three steps on an image loaded once; the segmenter caches
+embeddings by image content, so the image encoder runs once per image even when the
+detector (SAM automatic masks scored by CLIP) needs the embedding too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grounded_sam.errors import MissingCheckpointError, PromptError
+from grounded_sam.types import Detections
+
+ImageLike = Any  # a path, bytes, PIL image or ndarray: whatever gs.load_image accepts
+
+
+def parse_classes(prompt: str | Sequence[str]) -> list[str]:
+    """The class names of a prompt: ``"cat . dog"`` or ``["cat", "dog"]``.
+
+    A string is split on ``"."`` (Grounding DINO's class separator). Names are stripped and
+    inner whitespace collapsed (case is kept); empty names are dropped; order is kept;
+    duplicates are removed.
+
+    Raises:
+        PromptError: the prompt names no class.
+    """
+    parts = prompt.split(".") if isinstance(prompt, str) else [str(p) for p in prompt]
+    names: list[str] = []
+    for part in parts:
+        name = " ".join(part.split())
+        if name and name not in names:
+            names.append(name)
+    if not names:
+        raise PromptError(
+            f"the prompt {prompt!r} names no class; write classes separated by ' . ', "
+            f"e.g. 'cat . dog'"
+        )
+    return names
+
+
+class Pipeline:
+    """An open-vocabulary detector composed with SAM, and a label step.
+
+    Args:
+        detector: an object with ``detect(image, prompt) -> Detections`` (boxes in pixels of
+            the original image), e.g. :class:`grounded_sam.GroundingDinoDetector` or
+            :class:`grounded_sam.ClipMaskDetector`.
+        segmenter: a :class:`grounded_sam.SamSegmenter` (``segment(image, detections)``).
+        refine_boxes_from_masks: replace each box with the tight box of its mask (boxes of
+            empty masks are kept as detected).
+        min_mask_area: drop detections whose mask covers fewer pixels than this (0 keeps all).
+        top_k: keep only the ``top_k`` highest-scoring detections before segmenting
+            (``None`` keeps all).
+        classes: the default class list of :meth:`label` (``None``: the prompt's classes).
+        **label_options: passed to :func:`grounded_sam.labeling.label`: ``synonyms``
+            (``{class: [alias, ...]}``), ``box_threshold_accept`` and ``mask_threshold_accept``
+            (detections whose detector score or SAM mask score is below these are flagged
+            ``data["needs_review"]``).
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        segmenter: Any,
+        *,
+        refine_boxes_from_masks: bool = False,
+        min_mask_area: int = 0,
+        top_k: int | None = None,
+        classes: Sequence[str] | None = None,
+        **label_options: Any,
+    ) -> None:
+        if min_mask_area < 0:
+            raise ValueError(f"min_mask_area must be >= 0 pixels, got {min_mask_area}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be a positive number or None, got {top_k}")
+        self.detector = detector
+        self.segmenter = segmenter
+        self.refine_boxes_from_masks = bool(refine_boxes_from_masks)
+        self.min_mask_area = int(min_mask_area)
+        self.top_k = top_k
+        self.classes = None if classes is None else parse_classes(classes)
+        self.label_options = dict(label_options)
+        self.names: dict[str, str] = {}  # registry names of the models, when built from them
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_registry(
+        cls,
+        sam: str = "vit_b",
+        detector: str = "grounding-dino-tiny",
+        *,
+        device: str | None = None,
+        models_dir: str | Path | None = None,
+        detector_options: Mapping[str, Any] | None = None,
+        segmenter_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Pipeline:
+        """Build a pipeline from checkpoints in the models directory, by registry name.
+
+        Args:
+            sam: a SAM model of the registry: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` (or
+                ``"sam_vit_b"`` …).
+            detector: ``"grounding-dino-tiny"``, ``"grounding-dino-base"``, or ``"clip"`` (SAM
+                automatic masks scored by the registry's default open_clip model, or a CLIP
+                name of the registry such as ``"clip_vit_b32"``).
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` … (``None``: CUDA when available).
+            models_dir: where the checkpoints are (default: ``$GROUNDED_SAM_MODELS`` or
+                ``./models``).
+            detector_options / segmenter_options: keyword arguments of the detector /
+                ``SamSegmenter`` (e.g. ``box_threshold``, ``cache_size``).
+            **options: the :class:`Pipeline` options.
+
+        Raises:
+            MissingCheckpointError: a file is not on disk; the message names it and the
+                ``grounded-sam download NAME`` command that fetches it.
+        """
+        from grounded_sam.detectors.clip_masks import ClipMaskDetector
+        from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
+        from grounded_sam.models import registry
+        from grounded_sam.segmenters.sam import SamSegmenter
+
+        if device is None:
+            device = default_device()
+        sam_entry = _entry(registry, sam, "sam")
+        det_entry = _entry(registry, detector, "grounding_dino")
+        for entry in (sam_entry, det_entry):
+            missing = registry.missing_files(entry, models_dir)
+            if missing:
+                raise MissingCheckpointError(missing[0], name=entry.name)
+        segmenter = SamSegmenter.from_checkpoint(
+            sam_entry.builder["model_type"],
+            registry.model_path(sam_entry, models_dir),
+            device=device,
+            name=sam_entry.name,
+            **dict(segmenter_options or {}),
+        )
+        path = registry.model_path(det_entry, models_dir)
+        if det_entry.kind == "clip":
+            det: Any = ClipMaskDetector.from_pretrained(
+                det_entry.builder["model_name"],
+                path,
+                segmenter=segmenter,
+                device=device,
+                model_id=det_entry.name,
+                **dict(detector_options or {}),
+            )
+        else:
+            det = GroundingDinoDetector.from_pretrained(
+                path, device=device, **dict(detector_options or {})
+            )
+        pipe = cls(det, segmenter, **options)
+        pipe.names = {"sam": sam_entry.name, "detector": det_entry.name}
+        return pipe
+
+    from_pretrained = from_registry
+
+    # ------------------------------------------------------------------ steps
+    def detect(self, image: ImageLike, prompt: str | Sequence[str]) -> Detections:
+        """Boxes for a text prompt.
+
+        Args:
+            image: anything :func:`grounded_sam.load_image` accepts (RGB uint8 (H, W, 3) …).
+            prompt: ``"cat . dog"`` or ``["cat", "dog"]``.
+
+        Returns:
+            ``Detections`` with ``xyxy`` float32 (N, 4) in pixels of the original image,
+            ``scores`` float32 (N,), ``phrases``; no masks yet. With ``top_k`` only the
+            ``top_k`` best, highest score first.
+        """
+        from grounded_sam.image import load_image
+
+        image = load_image(image)
+        detections = self.detector.detect(image, prompt)
+        if self.top_k is not None and len(detections) > self.top_k:
+            order = np.argsort(-detections.scores, kind="stable")[: self.top_k]
+            detections = detections[order]
+        return detections
+
+    def segment(self, image: ImageLike, detections: Detections) -> Detections:
+        """SAM masks for the boxes of ``detections`` (one batched decoder call).
+
+        Args:
+            image: the image the boxes belong to; its embedding is cached by content.
+            detections: N boxes in pixels of the original image.
+
+        Returns:
+            The detections with ``masks`` bool (N, H, W) at the original size and
+            ``mask_scores`` float32 (N,); those under ``min_mask_area`` pixels are dropped and,
+            with ``refine_boxes_from_masks``, boxes are the tight boxes of the masks.
+        """
+        from grounded_sam.image import load_image
+        from grounded_sam.masks import mask_area, masks_to_xyxy
+
+        image = load_image(image)
+        if detections.image_size != tuple(image.shape[:2]):
+            raise ValueError(
+                f"the detections belong to an image of (H, W) = {detections.image_size}, "
+                f"but this image is {tuple(image.shape[:2])}; pass the image they were "
+                f"detected on"
+            )
+        out = self.segmenter.segment(image, detections)
+        if self.min_mask_area > 0 and len(out):
+            out = out[mask_area(out.masks) >= self.min_mask_area]
+        if self.refine_boxes_from_masks and len(out):
+            tight = masks_to_xyxy(out.masks)
+            empty = ~out.masks.reshape(len(out), -1).any(axis=1)
+            tight[empty] = out.xyxy[empty]
+            out = out.replace(xyxy=tight)
+        return out
+
+    def label(
+        self, detections: Detections, classes: Sequence[str] | str | None = None
+    ) -> Detections:
+        """Map phrases to ``classes`` and flag uncertain detections for review.
+
+        Delegates to :func:`grounded_sam.labeling.label` with this pipeline's label options.
+
+        Args:
+            detections: the output of :meth:`detect` or :meth:`segment`.
+            classes: the class names (a list or a ``"cat . dog"`` prompt); ``None`` uses the
+                pipeline's ``classes``.
+
+        Returns:
+            The detections with ``class_id`` int64 (N,) indexing ``classes`` (-1: no class)
+            and the label step's ``data`` entries (class names, review flags).
+        """
+        from grounded_sam.labeling import label
+
+        if classes is None:
+            classes = self.classes
+        if classes is None:
+            raise PromptError(
+                "label() needs the class names: pass classes=[...] or build the Pipeline "
+                "with classes=[...]"
+            )
+        return label(detections, parse_classes(classes), **self.label_options)
+
+    def __call__(
+        self,
+        image: ImageLike,
+        prompt: str | Sequence[str],
+        classes: Sequence[str] | str | None = None,
+    ) -> Detections:
+        """Detect, segment and label: the image is loaded once and embedded once.
+
+        Args:
+            image: anything :func:`grounded_sam.load_image` accepts.
+            prompt: ``"cat . dog"`` or ``["cat", "dog"]``.
+            classes: the class list of the label step (default: the pipeline's ``classes``,
+                else the prompt's classes in order).
+
+        Returns:
+            ``Detections`` with boxes (float32 (N, 4) pixels), masks (bool (N, H, W)),
+            mask scores and class ids (int64 (N,), -1 for none).
+        """
+        from grounded_sam.image import load_image
+
+        image = load_image(image)
+        if classes is None:
+            classes = self.classes if self.classes is not None else parse_classes(prompt)
+        detections = self.detect(image, prompt)
+        detections = self.segment(image, detections)
+        return self.label(detections, classes)
+
+    # ------------------------------------------------------------------ description
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description of everything that changes this pipeline's output.
+
+        ``auto_label`` stores a fingerprint of it so that a resumed run never mixes results
+        of two configurations. Models are described by type, registry name, parameter count
+        and their public scalar settings (thresholds …).
+        """
+        return {
+            "detector": _describe(self.detector, self.names.get("detector")),
+            "segmenter": _describe(self.segmenter, self.names.get("sam")),
+            "refine_boxes_from_masks": self.refine_boxes_from_masks,
+            "min_mask_area": self.min_mask_area,
+            "top_k": self.top_k,
+            "classes": self.classes,
+            "label_options": _jsonable(self.label_options),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipeline(detector={type(self.detector).__name__}, "
+            f"segmenter={type(self.segmenter).__name__}, top_k={self.top_k}, "
+            f"min_mask_area={self.min_mask_area}, "
+            f"refine_boxes_from_masks={self.refine_boxes_from_masks})"
+        )
+
+
+def _entry(registry: Any, name: str, kind: str) -> Any:
+    """The registry entry for a user's model name: a full name (``sam_vit_b``,
+    ``grounding-dino-tiny``), a SAM model type (``vit_b``) or a kind (``clip``: its default)."""
+    key = name.strip().lower().replace("-", "_")
+    if key in registry.DEFAULTS:
+        key = registry.DEFAULTS[key]
+    elif kind == "sam" and key not in registry.REGISTRY:
+        key = f"sam_{key}"
+    entry = registry.get_entry(key)
+    allowed = ("sam",) if kind == "sam" else ("grounding_dino", "clip")
+    if entry.kind not in allowed:
+        raise ValueError(
+            f"{name!r} is a {entry.kind} model, not a {' or '.join(allowed)} model; known: "
+            f"{', '.join(n for k in allowed for n in registry.names(k))}"
+        )
+    return entry
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA GPU is usable, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _describe(component: Any, name: str | None) -> dict[str, Any]:
+    """Type, registry name, parameter count and public scalar attributes of a model wrapper."""
+    if hasattr(component, "config") and callable(component.config):
+        settings = _jsonable(component.config())
+    else:
+        settings = {}
+        for k, v in sorted(vars(component).items()):
+            if k.startswith("_"):
+                continue
+            if isinstance(v, _SCALARS):
+                settings[k] = v
+            elif type(v).__name__ == "dtype":  # torch.float32 / bfloat16 change the numbers
+                settings[k] = str(v)
+    params = 0
+    for value in vars(component).values():
+        parameters = getattr(value, "parameters", None)
+        if callable(parameters):
+            try:
+                params += sum(int(p.numel()) for p in parameters())
+            except TypeError:  # not a torch module after all
+                continue
+    return {"type": type(component).__qualname__, "name": name, "params": params, **settings}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, _SCALARS):
+        return value
+    return repr(value)
