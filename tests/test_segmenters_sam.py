@@ -398,11 +398,15 @@ def test_reduced_precision_encoder_and_options(sam):
 
 
 def test_fast_flag_is_applied_lazily(sam):
-    seg = SamSegmenter(tiny_sam(seed=0), fast=True)  # own model: optimize_sam may change it
+    image = _image(30, 40)
+    plain = SamSegmenter(sam).embed(image).features
+    # own model: optimize_sam changes it in place
+    seg = SamSegmenter(tiny_sam(seed=0), fast=True, dtype="fp32")
     assert seg.fast
     if importlib.util.find_spec("grounded_sam.segmenters.fast_sam") is None:
         with pytest.raises(RuntimeError, match="fast=False"):
-            seg.embed(_image(30, 40))
+            seg.embed(image)
     else:
-        emb = seg.embed(_image(30, 40))
-        assert emb.features.shape == (1, 32, 64, 64)
+        fast = seg.embed(image).features
+        assert fast.dtype == torch.float32 and fast.shape == plain.shape
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)

@@ -82,8 +82,10 @@ class SamSegmenter:
             ``torch.autocast`` on the device type. Embeddings are stored as float32 and the
             prompt encoder and mask decoder always run in float32.
         max_batch: prompts per mask decoder call; more are split into chunks of this size.
-        fast: replace the image encoder by the optimised one of
-            ``grounded_sam.segmenters.fast_sam.optimize_sam`` (done on the first ``embed``).
+        fast: switch the image encoder to the optimised one of
+            ``grounded_sam.segmenters.fast_sam.optimize_sam`` on the first ``embed`` (it
+            modifies ``sam`` in place). ``dtype`` is then handed to it (None: it picks the
+            fastest for the device) instead of running under ``torch.autocast``.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class SamSegmenter:
         self.device = torch.device(device) if device is not None else sam.device
         self.sam = sam.to(self.device).eval()
         self.dtype = _parse_dtype(dtype)
+        self._dtype_requested = dtype is not None
         self.max_batch = int(max_batch)
         self.fast = bool(fast)
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
@@ -210,7 +213,7 @@ class SamSegmenter:
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         with torch.no_grad():
             x = sam.preprocess(x)
-            if self.dtype == torch.float32:
+            if self.dtype == torch.float32 or self.fast:  # the fast encoder casts by itself
                 features = sam.image_encoder(x)
             else:
                 with torch.autocast(device_type=self.device.type, dtype=self.dtype):
@@ -238,7 +241,10 @@ class SamSegmenter:
                         "SamSegmenter(fast=True) needs grounded_sam.segmenters.fast_sam, which "
                         "is not available in this installation; use fast=False"
                     ) from exc
-                optimized = optimize_sam(self.sam)
+                # without an explicit dtype the fast encoder picks the best one for the device
+                optimized = optimize_sam(
+                    self.sam, dtype=self.dtype if self._dtype_requested else None
+                )
                 if optimized is not None:
                     self.sam = optimized
                 self._fast_ready = True
