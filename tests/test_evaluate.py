@@ -137,3 +137,13 @@ def test_bad_inputs(dataset):
         evaluate(stray, gt, iou_types=["bbox"])
     with pytest.raises(FileNotFoundError):
         evaluate("/nonexistent/pred.json", gt)
+
+
+def test_package_function_works_whatever_was_imported_first(dataset):
+    import grounded_sam as gs
+    from grounded_sam.evaluate import evaluate as fn  # binds the submodule on the package
+
+    writer = export(dataset)
+    gt = writer.to_dict(scores=False)
+    assert callable(gs.evaluate)
+    assert gs.evaluate(writer, gt, iou_types=["bbox"]) == fn(writer, gt, iou_types=["bbox"])
