@@ -14,6 +14,9 @@ from pycocotools.coco import COCO
 from grounded_sam.export.coco import CocoWriter, detections_from_coco, load_coco
 from grounded_sam.types import Detections
 
+# pycocotools' decode warns under numpy 2 (its own code, not ours)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 CLASSES = ["cat", "dog", "traffic light"]
 
 

@@ -81,6 +81,8 @@ class CocoWriter:
         self._images: list[dict[str, Any]] = []
         self._annotations: list[dict[str, Any]] = []
         self._ids_by_file: dict[str, int] = {}
+        self._image_ids: set[int] = set()
+        self._max_id = 0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -155,10 +157,9 @@ class CocoWriter:
             if image_id is not None and int(info["id"]) != image_id:
                 raise ValueError(f"image {file_name!r}: two ids given ({info['id']}, {image_id})")
             image_id = int(info.pop("id"))
-        taken = {im["id"] for im in self._images}
         if image_id is None:
-            image_id = max(taken, default=0) + 1
-        elif image_id in taken:
+            image_id = self._max_id + 1
+        elif image_id in self._image_ids:
             raise ValueError(f"image id {image_id} is already used")
         record = {"id": int(image_id), "file_name": file_name, "height": h, "width": w}
         record.update({k: v for k, v in info.items() if k not in record})
@@ -167,6 +168,8 @@ class CocoWriter:
         self._images.append(record)
         self._annotations.extend(annotations)
         self._ids_by_file[file_name] = int(image_id)
+        self._image_ids.add(int(image_id))
+        self._max_id = max(self._max_id, int(image_id))
         return int(image_id)
 
     def _annotations_for(self, image_id: int, det: Detections) -> list[dict[str, Any]]:
@@ -259,6 +262,8 @@ class CocoWriter:
         writer._images = [dict(im) for im in coco.get("images", [])]
         writer._annotations = [dict(a) for a in coco.get("annotations", [])]
         writer._ids_by_file = {im["file_name"]: int(im["id"]) for im in writer._images}
+        writer._image_ids = set(writer._ids_by_file.values())
+        writer._max_id = max(writer._image_ids, default=0)
         return writer
 
     @classmethod
