@@ -150,3 +150,16 @@ def test_writer_errors():
     assert mask_to_polygons(np.zeros((3, 3), bool)) == []
     (single,) = mask_to_polygons(np.pad(np.ones((1, 1), bool), 2))
     assert single.tolist() == [[2, 2]] * 3
+
+
+def test_writer_can_symlink_images(tmp_path):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"pixels")
+    w = YoloWriter(tmp_path / "ds", CLASSES, images="symlink")
+    w.add("a.png", Detections.empty((4, 4)), image_path=img)
+    link = tmp_path / "ds" / "images" / "a.png"
+    assert link.is_symlink() and link.resolve() == img.resolve()
+    w.add("a.png", Detections.empty((4, 4)), image_path=img)  # again (a resumed run): replaced
+    assert link.read_bytes() == b"pixels"
+    with pytest.raises(ValueError, match="image_path"):
+        w.add("b.png", Detections.empty((4, 4)))
