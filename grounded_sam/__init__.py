@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ClipMaskDetector": "grounded_sam.detectors.clip_masks",
     "Pipeline": "grounded_sam.pipeline",
     "auto_label": "grounded_sam.autolabel",
-    "evaluate": "grounded_sam.evaluate",
+    "evaluate": "grounded_sam.evaluation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from grounded_sam.detectors.clip_masks import ClipMaskDetector
     from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
     from grounded_sam.errors import CheckpointError, ImageError, MissingCheckpointError, PromptError
-    from grounded_sam.evaluate import evaluate
+    from grounded_sam.evaluation import evaluate
     from grounded_sam.image import load_image
     from grounded_sam.pipeline import Pipeline
     from grounded_sam.segmenters.sam import ImageEmbedding, SamSegmenter

@@ -296,7 +296,7 @@ def load_coco(source: str | Path | Mapping[str, Any] | CocoWriter) -> dict[str, 
     if "images" not in coco:
         raise ValueError(
             "not a COCO dataset dict: it has no 'images' list (a bare list of results is "
-            "accepted only as predictions by grounded_sam.evaluate)"
+            "accepted only as predictions by grounded_sam.evaluation)"
         )
     return coco
 

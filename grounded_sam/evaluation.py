@@ -11,8 +11,6 @@ import contextlib
 import copy
 import io
 import json
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,19 +207,3 @@ def _load_results(coco_gt: Any, results: list[dict[str, Any]], iou_type: str) ->
         for a in anns:
             a.pop("bbox", None)
     return coco_gt.loadRes(anns)
-
-
-class _CallableModule(types.ModuleType):
-    """``grounded_sam.evaluate`` is both this module and the function ``gs.evaluate``.
-
-    Importing the submodule (``from grounded_sam.evaluate import evaluate``) makes Python bind
-    the package attribute ``grounded_sam.evaluate`` to the module, hiding the function the
-    package exports under the same name. Calling the module calls the function, so
-    ``gs.evaluate(predictions, ground_truth)`` works whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, dict[str, float]]:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

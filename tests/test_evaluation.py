@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from grounded_sam.evaluate import METRICS, evaluate
+from grounded_sam.evaluation import METRICS, evaluate
 from grounded_sam.export.coco import CocoWriter
 from grounded_sam.types import Detections
 
@@ -139,9 +139,9 @@ def test_bad_inputs(dataset):
         evaluate("/nonexistent/pred.json", gt)
 
 
-def test_package_function_works_whatever_was_imported_first(dataset):
+def test_gs_evaluate_is_the_function_after_importing_its_module(dataset):
     import grounded_sam as gs
-    from grounded_sam.evaluate import evaluate as fn  # binds the submodule on the package
+    from grounded_sam.evaluation import evaluate as fn  # binds the submodule on the package
 
     writer = export(dataset)
     gt = writer.to_dict(scores=False)
