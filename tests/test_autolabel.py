@@ -1,0 +1,232 @@
+"""auto_label over a temporary folder with the tiny random pipeline: skipping, resuming, exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import grounded_sam as gs
+from grounded_sam.autolabel import ConfigMismatchError, list_images
+
+CLASSES = ["cat", "dog"]
+WORKER = Path(__file__).with_name("autolabel_worker.py")
+FINAL_FILES = ("annotations.coco.json", "errors.jsonl", "summary.json")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield gs.Pipeline.tiny_random(CLASSES, top_k=4)
+    torch.set_num_threads(before)
+
+
+def make_folder(root: Path, n: int = 3) -> Path:
+    """``n`` small images (one in a sub-folder, one JPEG), a corrupt ``broken.jpg`` and a text
+    file that is not an image."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (40 + 4 * i, 56, 3), dtype=np.uint8)
+        path = root / ("sub" if i == 1 else "") / f"img{i}.{'jpg' if i == 2 else 'png'}"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_a_bad_image_is_listed_and_the_others_are_labelled(pipe, tmp_path):
+    from pycocotools.coco import COCO
+
+    images = make_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    summary = gs.auto_label(pipe, images, CLASSES, out, formats="coco,yolo,png", progress=False)
+
+    assert summary.images_total == 4
+    assert summary.images_labelled == 3
+    assert [s["file_name"] for s in summary.skipped] == ["broken.jpg"]
+    assert summary.skipped[0]["reason"]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert errors == summary.skipped
+    assert json.loads((out / "summary.json").read_text()) == summary.to_dict()
+
+    coco = COCO(str(out / "annotations.coco.json"))
+    files = {im["file_name"]: im for im in coco.dataset["images"]}
+    assert sorted(files) == ["img0.png", "img2.jpg", "sub/img1.png"]
+    assert files["img2.jpg"]["height"] == 48 and files["img2.jpg"]["width"] == 56
+    # ids follow the sorted listing, the skipped image keeps its number
+    assert [files[f]["id"] for f in ("img0.png", "img2.jpg", "sub/img1.png")] == [2, 3, 4]
+    assert [c["name"] for c in coco.dataset["categories"]] == CLASSES
+    anns = coco.dataset["annotations"]
+    assert (
+        sum(summary.detections_per_class.values())
+        == len(anns) + coco.dataset["info"]["dropped_empty"]
+    )
+    assert (
+        summary.detections_total
+        == len(anns) + summary.detections_without_class + (coco.dataset["info"]["dropped_empty"])
+    )
+    for ann in anns:
+        assert coco.annToMask(ann).sum() == ann["area"]
+    sidecars = [json.loads(p.read_text()) for p in (out / "masks").rglob("*.json")]
+    assert len(sidecars) == 3  # PNG sidecars keep every detection, with or without a class
+    flags = [inst["needs_review"] for side in sidecars for inst in side["instances"]]
+    assert len(flags) == summary.detections_total
+    assert summary.review_count == sum(flags)
+    assert (out / "yolo" / "data.yaml").exists()
+    labels = out / "yolo" / "labels"
+    assert sorted(p.relative_to(labels).as_posix() for p in labels.rglob("*.txt")) == [
+        "img0.txt",
+        "img2.txt",
+        "sub/img1.txt",
+    ]
+    assert summary.files == {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
+
+
+def test_a_second_run_resumes_and_writes_the_same_files(pipe, tmp_path):
+    images = make_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    first = gs.auto_label(pipe, images, CLASSES, out, progress=False)
+    before = {name: (out / name).read_bytes() for name in FINAL_FILES}
+    assert first.run_labelled == 4 and first.run_resumed == 0
+
+    again = gs.auto_label(pipe, images, CLASSES, out, progress=False)
+    assert again.run_resumed == 3  # finished images are skipped; the broken one is retried
+    assert again.run_labelled == 1
+    assert {name: (out / name).read_bytes() for name in FINAL_FILES} == before
+
+    # an image that changed on disk is labelled again
+    img = images / "img0.png"
+    Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(img)
+    third = gs.auto_label(pipe, images, CLASSES, out, progress=False)
+    assert third.run_resumed == 2 and third.run_labelled == 2
+
+    fresh = gs.auto_label(pipe, images, CLASSES, tmp_path / "fresh", progress=False)
+    assert fresh.to_dict() == third.to_dict()
+    coco = (tmp_path / "fresh" / "annotations.coco.json").read_bytes()
+    assert coco == (out / "annotations.coco.json").read_bytes()
+
+
+def test_another_configuration_is_refused_unless_overwritten(pipe, tmp_path):
+    images = make_folder(tmp_path / "images", n=1)
+    out = tmp_path / "out"
+    gs.auto_label(pipe, images, CLASSES, out, progress=False)
+    with pytest.raises(ConfigMismatchError, match="overwrite") as err:
+        gs.auto_label(pipe, images, CLASSES, out, prompt="cat . dog . bird", progress=False)
+    assert "prompt" in str(err.value)
+    with pytest.raises(ConfigMismatchError, match="classes"):
+        gs.auto_label(pipe, images, ["dog", "cat"], out, progress=False)
+
+    summary = gs.auto_label(pipe, images, ["dog", "cat"], out, overwrite=True, progress=False)
+    assert summary.run_labelled == 2 and summary.run_resumed == 0
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["dog", "cat"]
+
+
+def test_inputs_as_glob_list_or_folder_with_the_output_inside(pipe, tmp_path):
+    images = make_folder(tmp_path / "images")
+    by_glob = list_images(str(images / "**" / "*.png"))
+    assert [i.file_name for i in by_glob] == ["img0.png", "sub/img1.png"]
+    listed = list_images([images / "img2.jpg", images / "sub" / "img1.png"])
+    assert [i.file_name for i in listed] == ["img2.jpg", "sub/img1.png"]
+    assert [i.file_name for i in list_images(images / "img2.jpg")] == ["img2.jpg"]
+
+    out = images / "labels"  # the output inside the input folder is not read as input
+    gs.auto_label(pipe, images, CLASSES, out, formats=["png"], progress=False)
+    second = gs.auto_label(pipe, images, CLASSES, out, formats=["png"], progress=False)
+    assert second.images_total == 4
+    assert second.run_resumed == 3
+
+    with pytest.raises(FileNotFoundError, match="no images found"):
+        gs.auto_label(pipe, tmp_path / "nothing-*.png", CLASSES, tmp_path / "o", progress=False)
+    with pytest.raises(ValueError, match="unknown export format"):
+        gs.auto_label(pipe, images, CLASSES, tmp_path / "o", formats="coco,voc", progress=False)
+
+
+def test_decoding_runs_ahead_by_a_bounded_number_of_images(tmp_path, monkeypatch):
+    import grounded_sam.image
+    from grounded_sam.autolabel import _prefetch
+
+    images = make_folder(tmp_path / "images", n=3)
+    items = list_images(images)
+    loaded: list[str] = []
+    real = grounded_sam.image.load_image
+
+    def counting(src, **kw):
+        loaded.append(str(src))
+        return real(src, **kw)
+
+    monkeypatch.setattr(grounded_sam.image, "load_image", counting)
+    stream = _prefetch(items, depth=1)
+    first = next(stream)
+    time.sleep(0.5)  # a consumer busy with inference: the decoder may only fill one slot
+    assert len(loaded) <= 3  # the one consumed, one queued, one waiting to be queued
+    rest = list(stream)
+    assert [r[0] for r in [first, *rest]] == items
+    assert [r[2] is not None for r in [first, *rest]] == [True, False, False, False]
+
+
+def finished_images(out: Path) -> list[str]:
+    """File names of the images whose results a run has saved (state files are atomic)."""
+    records = [json.loads(p.read_text()) for p in (out / ".state").glob("*.json")]
+    return [r["file_name"] for r in records if r.get("status") == "ok"]
+
+
+def run_worker(images: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(images), str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_run_killed_part_way_resumes_to_the_same_files(tmp_path):
+    images = make_folder(tmp_path / "images", n=4)
+
+    reference = run_worker(images, tmp_path / "reference")
+    stdout, stderr = reference.communicate(timeout=300)
+    assert reference.returncode == 0, stderr
+    assert json.loads(stdout)["images_labelled"] == 4
+
+    out = tmp_path / "killed"
+    slow = run_worker(images, out, "--delay", "2")
+    try:
+        deadline = time.monotonic() + 240
+        while not finished_images(out):
+            assert slow.poll() is None, slow.communicate()[1]
+            assert time.monotonic() < deadline, "no image finished in time"
+            time.sleep(0.05)
+        os.kill(slow.pid, signal.SIGKILL)
+    finally:
+        slow.kill()
+        slow.communicate()
+    assert slow.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+    assert 1 <= len(finished_images(out)) < 4
+
+    resumed = run_worker(images, out)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["resumed"] >= 1 and report["resumed"] + report["labelled"] == 5
+    for name in FINAL_FILES:
+        assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    for sub in ("yolo/labels", "masks"):
+        assert tree(out / sub) == tree(tmp_path / "reference" / sub), sub
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
