@@ -86,7 +86,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             clip_threshold=clip_t,
             progress=progress,
         )
-        files = service.export_result(image, dets, classes, request_dir())
+        files = service.export_result(dets, classes, request_dir())
         return viz.annotate(image, dets), service.table_rows(dets), [str(p) for p in files]
 
     def on_everything(image, sam, pps, iou, stability, min_area, progress=tracker):
@@ -102,7 +102,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             stability_score_thresh=float(stability),
             min_mask_region_area=int(min_area),
         )
-        files = service.export_result(image, dets, [], request_dir())
+        files = service.export_result(dets, [], request_dir())
         return (
             viz.annotate(image, dets, labels=False),
             service.table_rows(dets),
@@ -149,7 +149,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             sam=sam,
         )
         state = state.with_logits(logits)
-        files = service.export_result(image, dets, ["object"], request_dir())
+        files = service.export_result(dets, ["object"], request_dir())
         return (
             click_view(image, state, dets),
             state,
@@ -270,7 +270,10 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
                         elem_id="click-image",
                     )
                     click_table = gr.Dataframe(
-                        headers=service.TABLE_HEADERS, label="Mask", interactive=False
+                        headers=service.TABLE_HEADERS,
+                        label="Mask",
+                        interactive=False,
+                        elem_id="click-table",
                     )
                     click_files = gr.File(label="Download", file_count="multiple")
                 with gr.Tab("Everything", id="everything"):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 
 import numpy as np
 import pytest
 
 from grounded_sam import service
 from grounded_sam.errors import MissingCheckpointError
+from grounded_sam.export.png import detections_from_png, instance_map
 from grounded_sam.masks import rle_to_mask
 from grounded_sam.types import Detections
 
@@ -128,18 +130,20 @@ def test_click_state_points_and_box():
 def test_export_result_writes_coco_and_png(tmp_path, manager, image):
     pycocotools_mask = pytest.importorskip("pycocotools.mask")
     dets = service.everything(manager, image, points_per_side=4)
-    paths = service.export_result(image, dets, [], tmp_path, file_name="x.png")
-    coco_path, png_path, sidecar_path = paths
-    assert all(p.exists() for p in paths)
+    coco_path, zip_path = service.export_result(dets, [], tmp_path, file_name="x.png")
+    assert coco_path.name == "annotations.coco.json" and zip_path.name == "masks.zip"
     coco = json.loads(coco_path.read_text())
     assert [c["name"] for c in coco["categories"]][0] == "object"
     assert coco["images"][0]["height"] == H and coco["images"][0]["width"] == W
     for ann in coco["annotations"]:
         assert pycocotools_mask.decode(ann["segmentation"]).shape == (H, W)
-    from PIL import Image
-
-    assert Image.open(png_path).size == (W, H)
-    assert len(json.loads(sidecar_path.read_text())["instances"]) == len(dets)
+    with zipfile.ZipFile(zip_path) as zf:
+        assert sorted(zf.namelist()) == ["masks/x.json", "masks/x.png"]
+        zf.extractall(tmp_path / "unzipped")
+    back = detections_from_png(tmp_path / "unzipped" / "masks" / "x.png")
+    np.testing.assert_array_equal(
+        back.masks, instance_map(dets)[None] == np.arange(1, len(dets) + 1)[:, None, None]
+    )
 
 
 def test_missing_checkpoints_are_named_with_the_download_command(tmp_path):

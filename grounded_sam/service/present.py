@@ -47,22 +47,24 @@ def table_rows(detections: Detections) -> list[list[Any]]:
 
 
 def export_result(
-    image: np.ndarray,
     detections: Detections,
     classes: Sequence[str],
     out_dir: str | Path,
     *,
     file_name: str = "image.png",
 ) -> list[Path]:
-    """Write the result for download; returns the paths of the three files.
+    """Write the result for download; returns ``[annotations.coco.json, masks.zip]``.
 
     - ``annotations.coco.json``: one image (``file_name``), the classes as categories
       (detections without a class under ``"unknown"``), compressed-RLE masks, review flags;
-    - ``masks/<stem>.png``: the instance map (pixel ``i + 1`` = detection ``i``, 0 = background);
-    - ``masks/<stem>.json``: its sidecar (class, scores, review flag, area of each instance).
+    - ``masks.zip``: ``masks/<stem>.png``, the instance map (pixel ``i + 1`` = detection ``i``,
+      0 = background), and ``masks/<stem>.json``, its sidecar (class, scores, review flag and
+      area of each instance), as :class:`grounded_sam.export.PngWriter` writes them.
 
     Unlabelled masks (``classes`` empty, the everything mode) are exported as class "object".
     """
+    import zipfile
+
     from grounded_sam.export.coco import UNKNOWN_CATEGORY, CocoWriter
     from grounded_sam.export.png import PngWriter
 
@@ -77,10 +79,15 @@ def export_result(
         detections = detections.replace(class_id=np.zeros(len(detections), np.int64))
     writer = CocoWriter(names, unknown="category")
     writer.add({"file_name": file_name, "height": h, "width": w}, detections)
-    coco_path = writer.write(out_dir / "annotations.coco.json")
+    coco_path = Path(writer.write(out_dir / "annotations.coco.json"))
+
     pngs = PngWriter(out_dir, classes=names)
-    png_path = pngs.add(file_name, detections)
-    return [Path(coco_path), Path(png_path), pngs.sidecar_path(file_name)]
+    png_path = Path(pngs.add(file_name, detections))
+    zip_path = out_dir / "masks.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in (png_path, pngs.sidecar_path(file_name)):
+            zf.write(path, path.relative_to(out_dir).as_posix())
+    return [coco_path, zip_path]
 
 
 def status_markdown(manager: ModelManager, statuses: Sequence[ModelStatus] | None = None) -> str:
