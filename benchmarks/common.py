@@ -1,0 +1,187 @@
+"""Shared helpers for the benchmarks: fair timing, machine ceilings, memory, seeded models.
+
+Benchmarks are run by hand (``python benchmarks/bench_*.py``); they are not tests and assert
+nothing about time. The rules every script follows:
+
+- reference and ours run **alternately in one process** (ref, ours, ref, ours, ...), so a
+  noisy neighbour or a frequency change hits both; we print medians and the ratio of medians;
+- the machine's matmul ceiling (fp32 and bf16, 4096^2) is measured in the same run, and the
+  achieved GFLOP/s of each variant is printed against it;
+- peak memory is the peak resident set size (``ru_maxrss``) of a child process that runs
+  one variant only, so one variant's peak does not hide another's;
+- models are full-size architectures from the real libraries with seeded random weights:
+  the arithmetic is that of the trained models, the outputs are meaningless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere: `python benchmarks/x.py`
+    sys.path.insert(0, str(ROOT))
+
+SAM_MODELS = ("vit_b", "vit_l", "vit_h")
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's intra-op threads (None: leave torch's default); returns the count in use."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def time_alternating(
+    fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each function, called round-robin ``repeats`` times.
+
+    Each function first runs ``warmup`` times (also round-robin, not timed): first calls
+    allocate buffers and create oneDNN primitives. Returns name -> list of seconds.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def matmul_gflops(dtype_name: str = "float32", n: int = 4096, repeats: int = 3) -> float:
+    """Best-of-``repeats`` GFLOP/s of an n x n @ n x n matmul in ``dtype_name`` (the ceiling)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    with torch.inference_mode():
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process, MiB (0 where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build_sam(model: str = "vit_b", seed: int = 0) -> Any:
+    """A full-size segment_anything Sam with seeded random weights, in eval mode.
+
+    ``build_sam_vit_*(checkpoint=None)`` leaves the relative and absolute position
+    embeddings at zero, which would make the relative-position bias trivially zero; they
+    are filled with seeded normal noise (std 0.02 for pos_embed, 0.1 for rel_pos) so the
+    bias path is exercised like a trained model's.
+    """
+    import torch
+    from segment_anything import sam_model_registry
+
+    if model not in SAM_MODELS:
+        raise ValueError(f"model must be one of {SAM_MODELS}, got {model!r}")
+    torch.manual_seed(seed)
+    sam = sam_model_registry[model](checkpoint=None)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in sam.image_encoder.named_parameters():
+            if name.endswith(("rel_pos_h", "rel_pos_w")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif name == "pos_embed":
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    return sam.eval()
+
+
+def synthetic_image(size: tuple[int, int] = (768, 1024), seed: int = 0) -> Any:
+    """A seeded uint8 RGB image (H, W, 3) of smooth shapes on a gradient: not noise, so
+    masks decoded from it have structure."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w * 200, yy / h * 200, (xx + yy) / (h + w) * 120], -1)
+    for _ in range(12):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        r = rng.uniform(0.05, 0.2) * min(h, w)
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        img[inside] = rng.uniform(0, 255, 3)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def model_flops(fn: Callable[[], Any]) -> float:
+    """FLOPs of one call of ``fn`` as counted by torch's FlopCounterMode (matmuls, convs,
+    attention). Build the model on the meta device to count without computing."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def run_child(args: Sequence[str], env_extra: Mapping[str, str] | None = None) -> dict:
+    """Run ``python <args>`` in a fresh process; its last stdout line must be JSON.
+
+    Used where a setting only exists at process start (malloc environment variables) and
+    to measure one variant's peak memory alone.
+    """
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:7.3f} s"
+
+
+def print_header(title: str, threads: int) -> dict[str, float]:
+    """Print the run's context and the matmul ceilings; returns {'float32': .., 'bfloat16': ..}."""
+    from grounded_sam import runtime
+
+    print(f"== {title}")
+    print(f"   {runtime.describe()}")
+    ceilings = {name: matmul_gflops(name) for name in ("float32", "bfloat16")}
+    print(
+        f"   matmul ceiling (4096^2, {threads} threads): "
+        f"fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['bfloat16']:.0f} GFLOP/s"
+    )
+    return ceilings

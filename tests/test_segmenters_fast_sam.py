@@ -1,0 +1,263 @@
+"""optimize_sam: the fast SAM image encoder equals segment_anything's, on tiny random SAMs.
+
+Also covers grounded_sam.runtime (dtype settings, GROUNDED_SAM_FORCE_FP32, CPU flags), which
+the fast encoder reads on every forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling.image_encoder import Attention, Block, ImageEncoderViT
+
+from grounded_sam import runtime
+from grounded_sam.segmenters.fast_sam import is_optimized, optimize_sam, restore_sam
+from grounded_sam.testing.sam import tiny_sam
+
+torch.set_num_threads(2)
+
+
+def _sam(seed: int = 0, **config):
+    """A tiny SAM whose position embeddings are large enough that a wrong relative-position
+    bias would show (tiny_sam's defaults are std 0.02)."""
+    sam = tiny_sam(seed, **config)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, p in sam.image_encoder.named_parameters():
+            if "rel_pos" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return sam
+
+
+def _image(batch: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 1024, 1024, generator=g)
+
+
+def _encode(sam, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return sam.image_encoder(x)
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize(
+    ("window_size", "query_chunk"),
+    [(4, 4096), (6, 1000)],  # 64 % 6 != 0: padded windows; 1000 does not divide 4096 queries
+)
+def test_fp32_equals_reference_windowed_and_global(window_size, query_chunk):
+    sam = _sam(window_size=window_size, depth=3, global_attn_indexes=(1,))
+    x = _image()
+    ref = _encode(sam, x)
+    optimize_sam(sam, dtype="fp32", query_chunk=query_chunk)
+    out = _encode(sam, x)
+    assert out.shape == ref.shape == (1, 32, 64, 64)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    assert _max_rel(out, ref) < 1e-5
+
+
+def test_each_block_kind_equals_reference_in_fp32():
+    """Window and global blocks compared one at a time on the same input tokens."""
+    sam = _sam(window_size=6, depth=2, global_attn_indexes=(1,))
+    blocks = sam.image_encoder.blocks
+    assert blocks[0].window_size == 6 and blocks[1].window_size == 0
+    tokens = torch.randn(2, 64, 64, 32, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        refs = [blk(tokens) for blk in blocks]
+        optimize_sam(sam, dtype=torch.float32)
+        outs = [blk(tokens) for blk in blocks]
+    for out, ref in zip(outs, refs, strict=True):
+        assert _max_rel(out, ref) < 1e-5
+
+
+def test_batch_of_two_images_matches_one_by_one():
+    sam = _sam(window_size=6)
+    x = _image(batch=2, seed=1)
+    ref = _encode(sam, x)
+    optimize_sam(sam, dtype="fp32", query_chunk=512)
+    out = _encode(sam, x)
+    assert _max_rel(out, ref) < 1e-5
+    assert _max_rel(_encode(sam, x[1:]), ref[1:]) < 1e-5
+
+
+def test_weights_shared_state_dict_unchanged_idempotent_and_restorable():
+    sam = _sam(window_size=6)
+    x = _image()
+    ref = _encode(sam, x)
+    before = sam.state_dict()
+    ptrs = {k: v.data_ptr() for k, v in before.items()}
+
+    assert optimize_sam(sam, dtype="fp32") is sam
+    assert is_optimized(sam)
+    after = sam.state_dict()
+    assert list(after) == list(before)
+    assert {k: v.data_ptr() for k, v in after.items()} == ptrs  # the same tensors, no copies
+    assert all(
+        isinstance(b, Block) and isinstance(b.attn, Attention) for b in sam.image_encoder.blocks
+    )
+    out1 = _encode(sam, x)
+
+    assert optimize_sam(sam, dtype="fp32") is sam  # second call: nothing more changes
+    assert list(sam.state_dict()) == list(before)
+    assert torch.equal(_encode(sam, x), out1)
+
+    # a checkpoint still loads strictly into the optimised module, and vice versa
+    sam.load_state_dict(before, strict=True)
+    fresh = _sam(seed=1, window_size=6)
+    fresh.load_state_dict(sam.state_dict(), strict=True)
+    assert _max_rel(_encode(fresh, x), ref) == 0.0
+
+    assert restore_sam(sam) is sam
+    assert not is_optimized(sam)
+    assert type(sam.image_encoder) is ImageEncoderViT
+    assert type(sam.image_encoder.blocks[0]) is Block
+    assert torch.equal(_encode(sam, x), ref)
+
+
+def test_accepts_the_encoder_itself_and_leaves_other_backbones_alone():
+    sam = _sam()
+    assert optimize_sam(sam.image_encoder, dtype="fp32") is sam.image_encoder
+    assert is_optimized(sam)
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1))
+    assert optimize_sam(other) is other
+    assert type(other[0]) is torch.nn.Conv2d
+    with pytest.raises(TypeError, match="Sam or its ImageEncoderViT"):
+        optimize_sam("not a model")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dtype"):
+        optimize_sam(sam, dtype="int8")
+    with pytest.raises(ValueError, match="query_chunk"):
+        optimize_sam(sam, query_chunk=0)
+
+
+def test_bf16_within_two_percent_and_returns_float32():
+    sam = _sam(window_size=6)
+    x = _image()
+    ref = _encode(sam, x)
+    optimize_sam(sam, dtype="bf16")
+    out = _encode(sam, x)
+    assert out.dtype == torch.float32
+    err = _rel_err(out, ref)
+    assert 0 < err < 2e-2  # really ran in reduced precision, and close
+
+
+def test_force_fp32_env_is_read_at_call_time(monkeypatch):
+    sam = _sam(window_size=6)
+    x = _image()
+    ref = _encode(sam, x)
+    optimize_sam(sam, dtype=torch.bfloat16)
+    monkeypatch.setenv(runtime.FORCE_FP32_ENV, "1")
+    assert _max_rel(_encode(sam, x), ref) < 1e-5
+    monkeypatch.setenv(runtime.FORCE_FP32_ENV, "0")
+    assert _rel_err(_encode(sam, x), ref) > 1e-4  # bf16 again, without re-optimising
+
+
+def test_auto_dtype_follows_the_cpu():
+    sam = _sam()
+    x = _image()
+    ref = _encode(sam, x)
+    optimize_sam(sam)  # dtype=None: bf16 where this CPU has it in hardware, else fp32
+    err = _rel_err(_encode(sam, x), ref)
+    if runtime.cpu_has_fast_bf16():
+        assert 0 < err < 2e-2
+    else:
+        assert err < 1e-5
+
+
+def _predictor_masks(sam, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)
+    masks, scores = [], []
+    for box in boxes:
+        m, s, _ = predictor.predict(box=box, multimask_output=False)
+        masks.append(m[0])
+        scores.append(s[0])
+    return np.stack(masks), np.array(scores)
+
+
+def test_sam_predictor_masks_identical_in_fp32_and_close_in_bf16():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    boxes = np.array([[10, 20, 200, 150], [150, 100, 390, 290], [0, 0, 399, 299]], np.float32)
+    sam = _sam(window_size=6)
+    ref_masks, ref_scores = _predictor_masks(sam, image, boxes)
+    assert ref_masks.any()  # the comparison is not between two empty masks
+
+    optimize_sam(sam, dtype="fp32")
+    masks, scores = _predictor_masks(sam, image, boxes)
+    differing = int((masks != ref_masks).sum())
+    assert differing <= 2, f"{differing} of {ref_masks.size} mask pixels differ in fp32"
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-4, atol=1e-5)
+
+    optimize_sam(sam, dtype="bf16")
+    masks, _ = _predictor_masks(sam, image, boxes)
+    inter = (masks & ref_masks).sum((1, 2))
+    union = (masks | ref_masks).sum((1, 2))
+    assert (inter / np.maximum(union, 1)).min() > 0.95
+
+
+# --- grounded_sam.runtime ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        (None, None),
+        ("auto", None),
+        ("fp32", torch.float32),
+        ("torch.float32", torch.float32),
+        ("BF16", torch.bfloat16),
+        (torch.bfloat16, torch.bfloat16),
+        ("half", torch.float16),
+    ],
+)
+def test_parse_dtype(spelling, expected):
+    assert runtime.parse_dtype(spelling) is expected
+
+
+@pytest.mark.parametrize("bad", ["int8", torch.int32, 3])
+def test_parse_dtype_rejects_with_the_accepted_spellings(bad):
+    with pytest.raises(ValueError, match="dtype"):
+        runtime.parse_dtype(bad)
+
+
+def test_resolve_compute_dtype(monkeypatch):
+    monkeypatch.delenv(runtime.FORCE_FP32_ENV, raising=False)
+    auto = torch.bfloat16 if runtime.cpu_has_fast_bf16() else torch.float32
+    assert runtime.resolve_compute_dtype(None, "cpu") is auto
+    assert runtime.resolve_compute_dtype("fp16", "cpu") is torch.float16
+    assert runtime.resolve_compute_dtype(None, "meta") is torch.float32
+    for value in ("1", "true", "ON"):
+        monkeypatch.setenv(runtime.FORCE_FP32_ENV, value)
+        assert runtime.force_fp32()
+        assert runtime.resolve_compute_dtype("bf16", "cpu") is torch.float32
+    monkeypatch.setenv(runtime.FORCE_FP32_ENV, "no")
+    assert not runtime.force_fp32()
+
+
+def test_cpu_flags_agree_with_torch():
+    flags = runtime.cpu_flags()
+    caps = torch.cpu.get_capabilities()
+    torch_says = bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    if flags:  # Linux: /proc/cpuinfo is the source, and torch's probe agrees with it
+        assert ("avx512_bf16" in flags) == bool(caps.get("avx512_bf16"))
+        assert runtime.cpu_has_fast_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert runtime.cpu_has_fast_bf16() == torch_says
+
+
+def test_malloc_advice(monkeypatch):
+    for key in runtime.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert not runtime.malloc_tuned()
+    assert "MALLOC_MMAP_MAX_=0" in runtime.malloc_advice()
+    for key, value in runtime.malloc_env().items():
+        monkeypatch.setenv(key, value)
+    assert runtime.malloc_tuned()
+    assert runtime.malloc_advice() == ""
