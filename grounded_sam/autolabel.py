@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -412,7 +413,7 @@ def _label_images(
             if reason is not None:
                 record.update(status="error", reason=reason)
                 if progress:
-                    bar.write(f"skipped {item.file_name}: {reason}")
+                    bar.write(f"skipped {item.file_name}: {reason}", file=sys.stderr)
             # written last: a state file on disk means this image and its exports are finished
             _atomic_write_json(state / f"{item.key}.json", record)
             bar.update(1)

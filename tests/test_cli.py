@@ -1,0 +1,161 @@
+"""The grounded-sam command: help texts, exit codes, label with --tiny-random, eval, download, info."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grounded_sam.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_autolabel import make_folder  # noqa: E402
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """main(argv) -> (exit code, stdout, stderr); argparse's SystemExit counts as a return."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], ["label", "eval", "download", "info", "exit codes"]),
+        (["label"], ["--classes", "--prompt", "--formats", "--sam", "--detector", "--tiny-random",
+                      "--device", "--box-threshold", "--overwrite", "--fail-on-skip", "exit codes"]),
+        (["eval"], ["predictions", "ground_truth", "--json", "--iou-types"]),
+        (["download"], ["NAME", "--all", "--list", "--models-dir"]),
+        (["info"], ["--models-dir", "--json"]),
+    ],
+)  # fmt: skip
+def test_help_exits_0_and_names_the_key_options(capsys, argv, expected):
+    code, out, _ = run(capsys, *argv, "--help")
+    assert code == 0
+    for word in expected:
+        assert word in out, word
+
+
+def test_the_installed_command_and_python_m_work():
+    command = shutil.which("grounded-sam") or str(Path(sys.executable).with_name("grounded-sam"))
+    for argv in ([command, "--help"], [sys.executable, "-m", "grounded_sam", "label", "--help"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "usage: grounded-sam" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["label", "imgs", "-o", "out"], "--classes or --prompt"),
+        (["label", "imgs", "-o", "out", "--classes", "cat", "--formats", "voc"], "unknown format"),
+        (["label", "imgs", "-o", "out", "--classes", "cat", "--box-threshold", "2"], "between 0 and 1"),
+        (["label", "imgs", "-o", "out", "--classes", "cat", "--synonym", "kitten"], "CLASS=ALIAS"),
+        (["label", "imgs"], "-o/--out"),
+        (["eval", "p.json", "g.json", "--iou-types", "keypoints"], "--iou-types"),
+        (["download"], "give model names, or --all"),
+        (["download", "--list", "sam_vit_b"], "--list takes no model names"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_label_a_folder_with_tiny_random_models(capsys, tmp_path):
+    images = make_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    argv = ["label", str(images), "-o", str(out), "--classes", "cat,dog", "--tiny-random"]
+    code, stdout, stderr = run(capsys, *argv, "--formats", "coco,yolo,png", "--no-progress")
+    assert code == 0, stderr
+    assert "labelled 3 of 4 images" in stdout
+    assert "broken.jpg" in stderr and "skipped" in stderr
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]
+    assert len(coco["images"]) == 3
+    assert (out / "yolo" / "data.yaml").exists() and (out / "masks" / "img0.png").exists()
+
+    # again: everything is resumed; --fail-on-skip turns the unreadable image into exit code 3
+    code, stdout, _ = run(capsys, *argv, "--formats", "coco", "--fail-on-skip", "--json")
+    assert code == 3
+    summary = json.loads(stdout)
+    assert summary["images_labelled"] == 3 and summary["images_skipped"] == 1
+    assert summary == {**json.loads((out / "summary.json").read_text()), "out_dir": str(out)}
+
+    # another class list into the same folder is refused with a way out
+    code, _, stderr = run(capsys, *argv[:-3], "--classes", "cat,bird", "--tiny-random")
+    assert code == 1
+    assert "--overwrite" in stderr and "classes" in stderr
+
+
+def test_label_without_checkpoints_says_how_to_fetch_them(capsys, tmp_path):
+    images = make_folder(tmp_path / "images", n=1)
+    argv = ["label", str(images), "-o", str(tmp_path / "out"), "--prompt", "cat . dog"]
+    code, _, stderr = run(capsys, *argv, "--models-dir", str(tmp_path / "models"))
+    assert code == 1
+    assert "grounded-sam download sam_vit_b" in stderr
+    code, _, stderr = run(
+        capsys, "label", str(tmp_path / "none-*.jpg"), "-o", "o", "--classes", "a"
+    )
+    assert code == 1 and "no images found" in stderr
+
+
+def test_eval_of_an_export_against_itself_is_perfect(capsys, tmp_path):
+    images = make_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    code, _, stderr = run(
+        capsys, "label", str(images), "-o", str(out), "--classes", "cat,dog", "--tiny-random",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, stderr
+    export = str(out / "annotations.coco.json")
+    assert json.loads(Path(export).read_text())["annotations"], "the test needs some annotations"
+
+    code, stdout, _ = run(capsys, "eval", export, export, "--json")
+    assert code == 0
+    metrics = json.loads(stdout)
+    assert metrics["bbox"]["AP"] == 1.0 and metrics["segm"]["AP"] == 1.0
+
+    code, stdout, _ = run(capsys, "eval", export, export)
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines()}
+    assert rows["type"][1] == "AP" and rows["bbox"][1] == "1.000" and rows["segm"][1] == "1.000"
+
+    code, _, stderr = run(capsys, "eval", str(out / "missing.json"), export)
+    assert code == 1 and "missing.json" in stderr
+
+
+def test_download_list_and_unknown_names(capsys, tmp_path):
+    code, stdout, _ = run(capsys, "download", "--list", "--models-dir", str(tmp_path))
+    assert code == 0
+    for name in ("sam_vit_b", "sam_vit_h", "grounding_dino_tiny", "clip_vit_b32"):
+        assert name in stdout
+    assert "missing" in stdout and "present" not in stdout
+
+    code, _, stderr = run(capsys, "download", "sam_vit_x", "--models-dir", str(tmp_path))
+    assert code == 1 and "unknown model" in stderr and "sam_vit_b" in stderr
+    assert not any(tmp_path.iterdir())  # nothing was fetched or created
+
+
+def test_info_reports_models_and_device(capsys, tmp_path):
+    code, stdout, _ = run(capsys, "info", "--json", "--models-dir", str(tmp_path))
+    assert code == 0
+    info = json.loads(stdout)
+    assert info["models_dir"] == str(tmp_path.absolute())
+    assert info["models"]["sam_vit_b"]["present"] is False
+    assert set(info["device"]) >= {"default", "cuda_available", "cuda_bf16", "cpu_fast_bf16"}
+    assert "torch" in info["versions"]
+
+    code, stdout, _ = run(capsys, "info", "--models-dir", str(tmp_path))
+    assert code == 0
+    assert "sam_vit_b" in stdout and "grounded-sam download" in stdout
