@@ -210,7 +210,8 @@ class ModelManager:
             if self.tiny_random:
                 from grounded_sam.testing.sam import tiny_sam
 
-                return SamSegmenter(tiny_sam(seed=0), device=self.device)
+                # no global attention: the tiny encoder then takes ~0.1 s instead of ~1.5 s on a CPU
+                return SamSegmenter(tiny_sam(seed=0, global_attn_indexes=()), device=self.device)
             entry, path = self._checked_path(self.registry_name("sam", sam))
             return SamSegmenter.from_checkpoint(
                 entry.builder["model_type"], path, device=self.device, name=entry.name
