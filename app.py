@@ -132,8 +132,9 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
         state = service.ClickState()
         return (None if image is None else image), state, [], None
 
-    def on_click(image, state, mode, sam, evt: gr.SelectData):
+    def on_click(image, state, mode, sam, evt: gr.SelectData, progress=tracker):
         image = need_image(image)
+        progress(0.1, desc="Segmenting (SAM loads on first use)")
         x, y = (float(v) for v in evt.index)
         state = state.click(x, y, CLICK_MODES.get(mode, mode))
         if not state.ready:  # the first corner of a box
@@ -317,6 +318,9 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             **private,
         )
         image.change(
+            on_new_image, [image], [click_image, click_state, click_table, click_files], **private
+        )
+        sam.change(  # the previous mask's logits belong to the previous SAM
             on_new_image, [image], [click_image, click_state, click_table, click_files], **private
         )
         clear.click(

@@ -143,7 +143,7 @@ class ClickState:
     ``points``: (x, y) pixels; ``labels``: 1 = foreground, 0 = background; ``box``: xyxy
     pixels once two corners were clicked; ``corner``: the first corner of a box being drawn;
     ``logits``: float32 (1, 256, 256) low-res logits of the last mask (refined by the next
-    click); ``image_key``: content key of the image the clicks belong to.
+    click). Start a new state when the image or the SAM model changes.
     """
 
     points: tuple[tuple[float, float], ...] = ()
@@ -151,7 +151,6 @@ class ClickState:
     box: tuple[float, float, float, float] | None = None
     corner: tuple[float, float] | None = None
     logits: np.ndarray | None = field(default=None, compare=False, repr=False)
-    image_key: str = ""
 
     def click(self, x: float, y: float, mode: str) -> ClickState:
         """Add a click: ``mode`` is ``"foreground"``, ``"background"`` or ``"box"``.
