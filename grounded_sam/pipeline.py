@@ -394,7 +394,12 @@ _SCALARS = (bool, int, float, str, type(None))
 
 
 def _describe(component: Any, name: str | None) -> dict[str, Any]:
-    """Type, registry name, parameter count and public scalar attributes of a model wrapper."""
+    """Type, registry name, parameter count and public settings of a model wrapper.
+
+    Settings are the public attributes holding plain data (numbers, strings, and lists, tuples
+    and dicts of them: thresholds, templates, options) and dtypes; models, processors and
+    counters are left out.
+    """
     if hasattr(component, "config") and callable(component.config):
         settings = _jsonable(component.config())
     else:
@@ -402,8 +407,8 @@ def _describe(component: Any, name: str | None) -> dict[str, Any]:
         for k, v in sorted(vars(component).items()):
             if k.startswith("_"):
                 continue
-            if isinstance(v, _SCALARS):
-                settings[k] = v
+            if _is_plain(v):
+                settings[k] = _jsonable(v)
             elif type(v).__name__ == "dtype":  # torch.float32 / bfloat16 change the numbers
                 settings[k] = str(v)
     params = 0
@@ -415,6 +420,16 @@ def _describe(component: Any, name: str | None) -> dict[str, Any]:
             except TypeError:  # not a torch module after all
                 continue
     return {"type": type(component).__qualname__, "name": name, "params": params, **settings}
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (*_SCALARS, np.generic)):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
 
 
 def _jsonable(value: Any) -> Any:

@@ -223,3 +223,17 @@ def test_from_registry_rejects_a_model_of_the_wrong_kind(tmp_path):
         Pipeline.from_registry(sam="grounding-dino-tiny", models_dir=tmp_path)
     with pytest.raises(KeyError, match="unknown model"):
         Pipeline.from_registry(sam="vit_x", models_dir=tmp_path)
+
+
+def test_config_follows_detector_thresholds(detector):
+    pipe = Pipeline(detector, make_segmenter())
+    before = json.dumps(pipe.config(), sort_keys=True)
+    old = detector.box_threshold
+    try:
+        detector.box_threshold = 0.5
+        changed = pipe.config()
+    finally:
+        detector.box_threshold = old
+    assert changed["detector"]["box_threshold"] == 0.5
+    assert json.dumps(changed, sort_keys=True) != before
+    assert "stats" not in changed["segmenter"]  # counters change as it runs; not settings
