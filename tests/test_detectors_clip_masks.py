@@ -240,3 +240,74 @@ def test_from_pretrained_reads_local_files_only(tmp_path):
         ClipMaskDetector.from_pretrained("gs-tiny-clip", tmp_path / "nope.pt", segmenter=source)
     with pytest.raises(ValueError, match="known tags"):
         ClipMaskDetector.from_pretrained("ViT-B-32", "no-such-tag", segmenter=source)
+
+
+def test_end_to_end_with_tiny_open_clip_and_tiny_sam(scene):
+    from grounded_sam.segmenters.sam import SamSegmenter
+    from grounded_sam.testing.clip import tiny_clip
+    from grounded_sam.testing.sam import tiny_sam
+
+    img, _ = scene
+    model, preprocess, tokenizer = tiny_clip(seed=0)
+    image_batches: list[int] = []
+    text_batches: list[int] = []
+    model.visual.register_forward_hook(lambda m, args, out: image_batches.append(len(args[0])))
+    model.token_embedding.register_forward_hook(
+        lambda m, args, out: text_batches.append(len(args[0]))
+    )
+    segmenter = SamSegmenter(tiny_sam(seed=0))
+    options = dict(points_per_side=3, pred_iou_thresh=0, stability_score_thresh=0)
+    options["box_nms_thresh"] = 1.0  # keep many proposals
+    proposals = segmenter.generate(img, **options)
+    n = int(proposals.masks.any(axis=(1, 2)).sum())
+    assert n >= 5
+
+    classes = ["cat", "dog", "traffic light"]
+    det = ClipMaskDetector(
+        segmenter,
+        model,
+        preprocess,
+        tokenizer,
+        score_threshold=0.0,
+        batch_size=4,
+        nms_threshold=None,
+        amg_options=options,
+    )
+    out = det.detect(img, " . ".join(classes))
+    assert image_batches == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    assert text_batches == [len(classes) * len(det.templates) + len(det.background_prompts)]
+    assert out.image_size == (H, W) and out.masks is None
+    assert out.xyxy.dtype == np.float32 and out.scores.dtype == np.float32
+    assert out.class_id.dtype == np.int64 and set(out.class_id.tolist()) <= {0, 1, 2}
+    assert out.phrases == [classes[c] for c in out.class_id]
+    assert (
+        (out.xyxy[:, :2] >= 0).all() and (out.xyxy[:, 2] <= W).all() and (out.xyxy[:, 3] <= H).all()
+    )
+    # the winning probability of a softmax over 3 classes + 2 background prompts is >= 1/5
+    assert ((out.scores >= 0.2 - 1e-6) & (out.scores <= 1)).all()
+    assert np.all(np.diff(out.scores) <= 0)
+    again = det.detect(img, classes)
+    assert len(text_batches) == 1  # text embeddings cached
+    np.testing.assert_array_equal(again.xyxy, out.xyxy)
+    np.testing.assert_array_equal(again.scores, out.scores)
+
+    # Without background prompts every non-empty proposal gets a class; masks kept on request.
+    every = ClipMaskDetector(
+        segmenter,
+        model,
+        preprocess,
+        tokenizer,
+        score_threshold=0.0,
+        nms_threshold=None,
+        background_prompts=(),
+        keep_proposal_masks=True,
+        amg_options=options,
+    ).detect(img, "cat")
+    assert len(every) == n and every.phrases == ["cat"] * n
+    picked = proposals[every.data["proposal_index"]]
+    np.testing.assert_array_equal(every.masks, picked.masks)
+    np.testing.assert_array_equal(every.mask_scores, picked.scores)
+    np.testing.assert_array_equal(every.xyxy, masks_to_xyxy(picked.masks))
+
+    nothing = det.detect(img, "cat", pred_iou_thresh=10.0)
+    assert len(nothing) == 0 and nothing.image_size == (H, W)
