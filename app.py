@@ -1,7 +1,7 @@
 """grounded-sam web demo: text prompt -> boxes -> SAM masks, clicks -> a mask, everything mode.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--tiny-random] [--sam vit_b]
-                  [--no-download]
+                  [--no-download] [--device cpu|cuda] [--models-dir DIR]
 
 The page and its API are only a front: every model call goes through
 ``grounded_sam.service`` (models built lazily, once, shared; each request's data its own).
@@ -10,7 +10,9 @@ API endpoints (callable with ``gradio_client``; JSON answers): ``/detect_segment
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +53,8 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
     import gradio as gr
 
     tracker = gr.Progress()  # gradio passes each request its own tracker in its place
-    tmp_root = Path(tempfile.mkdtemp(prefix="grounded-sam-app-"))
+    tmp_root = Path(tempfile.mkdtemp(prefix="grounded-sam-app-"))  # per-request download dirs
+    atexit.register(shutil.rmtree, tmp_root, ignore_errors=True)
     sam_choices = manager.sam_names
     default_sam = default_sam if default_sam in sam_choices else sam_choices[0]
     amg = manager.default_amg_options
