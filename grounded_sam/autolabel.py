@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class LabelSummary:
     run_resumed: int = 0  # images finished by an earlier run and not labelled again
     run_labelled: int = 0  # images labelled by this run
     run_seconds: float = 0.0
-    run_images_per_second: float = field(default=0.0)
+    run_images_per_second: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -233,16 +233,18 @@ def _prefetch(
                 continue
 
     def work() -> None:
-        for item in items:
-            if stop.is_set():
-                return
-            try:
-                put((item, load_image(item.path), None))
-            except ImageError as exc:
-                put((item, None, exc.reason))
-            except Exception as exc:  # any decoder failure is this image's problem only
-                put((item, None, f"{type(exc).__name__}: {exc}"))
-        put(_END)
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                try:
+                    put((item, load_image(item.path), None))
+                except ImageError as exc:
+                    put((item, None, exc.reason))
+                except Exception as exc:  # any decoder failure is this image's problem only
+                    put((item, None, f"{type(exc).__name__}: {exc}"))
+        finally:
+            put(_END)  # whatever happens here, the consumer is not left waiting
 
     thread = threading.Thread(target=work, name="grounded-sam-decode", daemon=True)
     thread.start()

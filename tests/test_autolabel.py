@@ -180,6 +180,37 @@ def test_decoding_runs_ahead_by_a_bounded_number_of_images(tmp_path, monkeypatch
     assert [r[2] is not None for r in [first, *rest]] == [True, False, False, False]
 
 
+class InterruptedPipeline:
+    """The real pipeline, with a Ctrl-C arriving during its ``calls``-th image."""
+
+    def __init__(self, pipe, calls: int):
+        self.pipe, self.segmenter, self.left = pipe, pipe.segmenter, calls
+
+    def __call__(self, image, prompt, classes=None):
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+        return self.pipe(image, prompt, classes=classes)
+
+    def config(self):
+        return self.pipe.config()
+
+
+def test_ctrl_c_stops_the_decoder_thread_and_the_run_resumes(pipe, tmp_path):
+    import threading
+
+    images = make_folder(tmp_path / "images", n=3)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        gs.auto_label(InterruptedPipeline(pipe, 2), images, CLASSES, out, progress=False)
+    assert not any(t.name == "grounded-sam-decode" for t in threading.enumerate())
+    assert finished_images(out) == ["img0.png"]  # broken.jpg failed, img0 done, img2 cut short
+    assert not (out / "annotations.coco.json").exists()
+
+    summary = gs.auto_label(pipe, images, CLASSES, out, progress=False)
+    assert summary.run_resumed == 1 and summary.images_labelled == 3
+
+
 def finished_images(out: Path) -> list[str]:
     """File names of the images whose results a run has saved (state files are atomic)."""
     records = [json.loads(p.read_text()) for p in (out / ".state").glob("*.json")]
