@@ -228,14 +228,15 @@ def test_from_pretrained_reads_local_files_only(tmp_path):
         assert torch.equal(a, b)
     assert det.segmenter is source
 
-    with pytest.raises(MissingCheckpointError, match="clip-vit-b-32"):
-        ClipMaskDetector.from_pretrained(
-            "ViT-B-32", "openai", segmenter=source, cache_dir=tmp_path / "empty"
-        )
-    with pytest.raises(MissingCheckpointError, match="laion2b"):
-        ClipMaskDetector.from_pretrained(
-            "ViT-B-32", "laion2b_s34b_b79k", segmenter=source, cache_dir=tmp_path / "empty"
-        )
+    empty = dict(segmenter=source, models_dir=tmp_path / "models", cache_dir=tmp_path / "cache")
+    # the registry's CLIP entry: the error names the file and `grounded-sam download clip_vit_b32`
+    for args in (("ViT-B-32", "laion2b_s34b_b79k"), ("clip_vit_b32",)):
+        with pytest.raises(MissingCheckpointError, match="grounded-sam download clip_vit_b32") as e:
+            ClipMaskDetector.from_pretrained(*args, **empty)
+        assert e.value.path == tmp_path / "models/clip-vit-b-32-laion2b/open_clip_model.safetensors"
+    # a tag the registry does not list: where to get it by hand
+    with pytest.raises(MissingCheckpointError, match="ViT-B-32/openai are not on this machine"):
+        ClipMaskDetector.from_pretrained("ViT-B-32", "openai", **empty)
     with pytest.raises(MissingCheckpointError, match="nope.pt"):
         ClipMaskDetector.from_pretrained("gs-tiny-clip", tmp_path / "nope.pt", segmenter=source)
     with pytest.raises(ValueError, match="known tags"):

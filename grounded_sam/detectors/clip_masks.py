@@ -141,35 +141,48 @@ class ClipMaskDetector:
     @classmethod
     def from_pretrained(
         cls,
-        model_name: str,
-        pretrained: str | os.PathLike,
+        model_name: str = "ViT-B-32",
+        pretrained: str | os.PathLike = "laion2b_s34b_b79k",
         *,
         segmenter: Any,
         device: str | torch.device = "cpu",
+        models_dir: str | os.PathLike | None = None,
         cache_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> ClipMaskDetector:
         """Build from an open_clip model name and LOCAL weights; never downloads.
 
         Args:
-            model_name: an open_clip architecture, e.g. ``"ViT-B-32"``.
-            pretrained: a checkpoint file, or an open_clip pretrained tag (``"openai"``,
-                ``"laion2b_s34b_b79k"``…) whose weights are already on disk (in
-                ``models/`` where ``grounded-sam download`` puts them, in ``cache_dir``, or in
-                open_clip's / Hugging Face's cache). A tag's preprocessing (mean, std,
-                interpolation) and activation (QuickGELU) are applied.
+            model_name: an open_clip architecture (``"ViT-B-32"``), or a CLIP entry of
+                ``grounded_sam.models.registry`` (``"clip_vit_b32"``: architecture and tag
+                come from the entry).
+            pretrained: a checkpoint file, or an open_clip pretrained tag
+                (``"laion2b_s34b_b79k"``, ``"openai"``…) whose weights are on disk: where
+                ``grounded-sam download`` puts them (``models_dir``, default
+                ``$GROUNDED_SAM_MODELS`` or ``./models``), else in ``cache_dir`` if given, else
+                in open_clip's or Hugging Face's default cache. A tag's preprocessing (mean,
+                std, interpolation, resize mode) and activation (QuickGELU) are applied.
             segmenter: the proposal source (a :class:`~grounded_sam.SamSegmenter`).
             device: where the CLIP model runs.
             kwargs: passed to the constructor.
 
         Raises:
-            MissingCheckpointError: the file is not on disk; the message names the file and the
-                ``grounded-sam download`` command that fetches it.
-            ValueError: ``pretrained`` is neither a file nor a tag open_clip knows for the model.
+            MissingCheckpointError: the weights are not on disk; the message names the file
+                and the ``grounded-sam download`` command (or the page) that provides it.
+            ValueError: ``pretrained`` is neither a file nor a tag open_clip knows.
         """
         import open_clip
 
-        path, tag_cfg = _resolve_checkpoint(model_name, pretrained, cache_dir=cache_dir)
+        from grounded_sam.models import registry
+
+        try:
+            entry = registry.get_entry(model_name)
+        except KeyError:
+            entry = None
+        if entry is not None and entry.kind == "clip":
+            model_name = str(entry.builder["model_name"])
+            pretrained = str(entry.builder["pretrained_tag"])
+        path, tag_cfg = _resolve_checkpoint(model_name, pretrained, models_dir, cache_dir)
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name,
             pretrained=str(path),
@@ -182,7 +195,7 @@ class ClipMaskDetector:
         )
         model.eval()
         tokenizer = open_clip.get_tokenizer(model_name)
-        kwargs.setdefault("model_id", f"{model_name}/{Path(str(pretrained)).name}")
+        kwargs.setdefault("model_id", f"{model_name}/{Path(os.fspath(pretrained)).name}")
         return cls(segmenter, model, preprocess, tokenizer, **kwargs)
 
     # ------------------------------------------------------------------ detection
@@ -384,92 +397,67 @@ def _fill_colour(
     return colour  # type: ignore[return-value]
 
 
-# open_clip (architecture, tag) -> the `grounded-sam download` entry that fetches its weights.
-DOWNLOAD_NAMES: dict[tuple[str, str], str] = {
-    ("ViT-B-32", "openai"): "clip-vit-b-32",
-    ("ViT-B-16", "openai"): "clip-vit-b-16",
-    ("ViT-L-14", "openai"): "clip-vit-l-14",
-}
-
-
 def _resolve_checkpoint(
-    model_name: str, pretrained: str | os.PathLike, *, cache_dir: str | os.PathLike | None
+    model_name: str,
+    pretrained: str | os.PathLike,
+    models_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
 ) -> tuple[Path, dict[str, Any]]:
     """The local weights file for ``pretrained`` (a path or an open_clip tag) and the tag's
-    config (``{}`` for a plain file). Looks only at the disk; raises MissingCheckpointError."""
+    open_clip config (``{}`` for a plain file). Looks only at the disk."""
     import open_clip
 
+    from grounded_sam.models import registry
+
     text = os.fspath(pretrained)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path, {}
+    if Path(text).expanduser().is_file():
+        return Path(text).expanduser(), {}
     tag_cfg = open_clip.get_pretrained_cfg(model_name, text) or {}
     if not tag_cfg:
-        looks_like_path = isinstance(pretrained, os.PathLike) or any(
-            c in text for c in ("/", "\\", ".pt", ".bin", ".safetensors")
-        )
-        if looks_like_path:
-            raise MissingCheckpointError(path, hint="check the path of the CLIP checkpoint")
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if isinstance(pretrained, os.PathLike) or any(c in text for c in "/\\."):
+            raise MissingCheckpointError(Path(text), hint="check the CLIP checkpoint's path")
         raise ValueError(
-            f"pretrained={text!r} is neither a file nor an open_clip tag for {model_name!r}; "
-            f"known tags: {tags or 'none (is the model name right?)'}"
+            f"pretrained={text!r} is neither a file nor an open_clip tag of {model_name!r}; "
+            f"known tags: {open_clip.list_pretrained_tags_by_model(model_name) or 'none'}"
         )
 
-    download_name = DOWNLOAD_NAMES.get((model_name, text))
-    candidates: list[Path] = []
-    registered = _registry_path(download_name) if download_name else None
-    if registered is not None:
-        candidates.append(registered)
-    hub = str(tag_cfg.get("hf_hub", ""))
-    hub_repo, hub_file = os.path.split(hub) if hub else ("", "")
-    url_file = os.path.basename(str(tag_cfg.get("url", "")))
+    # 1. where `grounded-sam download` puts it
+    entries = [
+        e
+        for e in registry.REGISTRY.values()
+        if e.kind == "clip"
+        and e.builder.get("model_name") == model_name
+        and e.builder.get("pretrained_tag") == text
+    ]
+    for e in entries:
+        if registry.is_present(e, models_dir):
+            return registry.model_path(e, models_dir), tag_cfg
+    # 2. open_clip's own downloads: a URL file or a Hugging Face hub file
+    hub_repo, hub_file = os.path.split(str(tag_cfg.get("hf_hub", "")))
     hub_files = (
         [hub_file] if hub_file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     )
-    if cache_dir is not None:
-        candidates += [Path(cache_dir) / f for f in [*hub_files, url_file] if f]
-    if url_file:
-        candidates.append(Path("~/.cache/clip").expanduser() / url_file)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate, tag_cfg
+    url_file = os.path.basename(str(tag_cfg.get("url", "")))
+    url_dir = Path(cache_dir) if cache_dir else Path("~/.cache/clip").expanduser()
+    if url_file and (url_dir / url_file).is_file():
+        return url_dir / url_file, tag_cfg
     if hub_repo:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-            try_to_load_from_cache = None
-        for f in hub_files if try_to_load_from_cache else []:
-            found = try_to_load_from_cache(
-                hub_repo, f, cache_dir=None if cache_dir is None else str(cache_dir)
-            )
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in hub_files:
+            found = try_to_load_from_cache(hub_repo, name, cache_dir=cache_dir)
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found), tag_cfg
 
-    expected = registered or (candidates[0] if candidates else Path(f"{model_name}-{text}.bin"))
-    if download_name:
-        raise MissingCheckpointError(expected, name=download_name)
-    source = f"https://huggingface.co/{hub_repo}" if hub_repo else tag_cfg.get("url", "?")
+    if entries:
+        e = entries[0]
+        raise MissingCheckpointError(registry.model_path(e, models_dir), name=e.name)
+    source = f"https://huggingface.co/{hub_repo}" if hub_repo else tag_cfg.get("url") or "?"
     raise MissingCheckpointError(
-        expected,
+        url_dir / (url_file or hub_files[0]),
         hint=(
-            f"open_clip weights {model_name}/{text} are not on this machine; download "
-            f"{hub_file or url_file or 'the weights'} from {source} and pass its path as "
-            "pretrained="
+            f"the open_clip weights {model_name}/{text} are not on this machine and "
+            f"`grounded-sam download` does not list them; download them from {source} and "
+            "pass the file as pretrained="
         ),
     )
-
-
-def _registry_path(name: str) -> Path | None:
-    """Where `grounded-sam download NAME` puts its file, if the registry knows NAME."""
-    try:
-        from grounded_sam.models import registry
-    except ImportError:
-        return None
-    locate = getattr(registry, "local_path", None)
-    if locate is None:
-        return None
-    try:
-        return Path(locate(name))
-    except (KeyError, ValueError):
-        return None
