@@ -96,6 +96,10 @@ def _iou(a, b) -> list[float]:
 
 def child(args: argparse.Namespace) -> None:
     """One variant alone in this process: prints JSON with its median time and peak RSS."""
+    if args.tune_malloc:
+        from grounded_sam import runtime
+
+        runtime.tune_malloc()
     common.set_threads(args.threads)
     sam = common.build_sam(args.model)
     x, _, _ = _prepare(sam, common.synthetic_image())
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--malloc-rounds", type=int, default=2)
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--child-repeats", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--tune-malloc", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         child(args)
@@ -197,16 +202,25 @@ def main(argv: list[str] | None = None) -> None:
 
         env = runtime.malloc_env()
         label = " ".join(f"{k}={v}" for k, v in env.items())
-        print(f"\n   ours bf16 in child processes, alternately without / with {label}:")
-        runs: dict[str, list[float]] = {"default malloc": [], "tuned malloc": []}
+        print(f"\n   ours bf16 in child processes, alternately: default malloc / {label} / ")
+        print("   runtime.tune_malloc() called at start (mallopt, same settings):")
+        configs = {
+            "default malloc": ([], None),
+            "env vars": ([], env),
+            "tune_malloc()": (["--tune-malloc"], None),
+        }
+        runs: dict[str, list[float]] = {key: [] for key in configs}
         for _ in range(args.malloc_rounds):
-            for key, extra in (("default malloc", None), ("tuned malloc", env)):
-                cmd = [*base, "--child", "ours bf16", "--child-repeats", str(args.repeats)]
+            for key, (flags, extra) in configs.items():
+                cmd = [*base, "--child", "ours bf16", "--child-repeats", str(args.repeats), *flags]
                 runs[key] += common.run_child(cmd, extra)["times"]
-        d, t = common.median(runs["default malloc"]), common.median(runs["tuned malloc"])
+        d = common.median(runs["default malloc"])
         print(
-            f"   default malloc {common.fmt_s(d)}   tuned malloc {common.fmt_s(t)}   "
-            f"ratio {d / t:.2f}x"
+            "   "
+            + "   ".join(
+                f"{key} {common.fmt_s(common.median(ts))} ({d / common.median(ts):.2f}x)"
+                for key, ts in runs.items()
+            )
         )
 
 

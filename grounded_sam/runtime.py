@@ -9,14 +9,17 @@ flipped between two calls, and importing this module touches neither torch nor `
 - :func:`resolve_compute_dtype` -- turns a user's ``dtype`` setting (``None``/"auto",
   "bf16", "fp16", "fp32" or a ``torch.dtype``) into the dtype to run on a given device.
 - :func:`malloc_env` / :func:`malloc_advice` -- glibc malloc settings that stop the
-  allocator from returning big activation buffers to the kernel after every layer. They
-  only take effect when set before the process starts.
+  allocator from returning big activation buffers to the kernel after every layer. As
+  environment variables they only take effect when set before the process starts;
+  :func:`tune_malloc` applies the same settings to a running process through ``mallopt``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +132,31 @@ def resolve_compute_dtype(dtype: Any, device: torch.device | str) -> torch.dtype
 def malloc_env() -> dict[str, str]:
     """The glibc malloc environment variables that help large-activation CPU inference."""
     return dict(MALLOC_ENV)
+
+
+# glibc's malloc.h parameter numbers for mallopt()
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def tune_malloc() -> bool:
+    """Apply :data:`MALLOC_ENV` to this running process with glibc's ``mallopt``.
+
+    Large freed buffers then stay in the heap and are reused by the next layer instead of
+    being unmapped and page-faulted in again. The price: the process keeps its peak memory
+    until it exits. Explicit and process-wide -- call it from a program's ``main``, never
+    from a library import. Returns False where it cannot apply (not Linux, not glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # mallopt takes an int: 2 GiB is the largest trim threshold it can express
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def malloc_tuned() -> bool:

@@ -6,6 +6,9 @@ the fast encoder reads on every forward.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -261,3 +264,12 @@ def test_malloc_advice(monkeypatch):
         monkeypatch.setenv(key, value)
     assert runtime.malloc_tuned()
     assert runtime.malloc_advice() == ""
+
+
+def test_tune_malloc_applies_in_a_fresh_process():
+    code = "from grounded_sam import runtime; print(runtime.tune_malloc())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    glibc = sys.platform.startswith("linux") and "glibc" in " ".join(
+        __import__("platform").libc_ver()
+    )
+    assert out.stdout.strip() == str(glibc)
