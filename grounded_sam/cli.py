@@ -340,6 +340,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         pipe = gs.Pipeline.tiny_random(
             classes,
             "clip" if clip else "grounding-dino",
+            device=args.device,
             detector_options=detector_options,
             **options,
         )

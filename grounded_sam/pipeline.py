@@ -175,6 +175,7 @@ class Pipeline:
         detector: str = "grounding-dino",
         *,
         seed: int = 0,
+        device: str | None = None,
         detector_options: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Pipeline:
@@ -187,6 +188,7 @@ class Pipeline:
                 in the tiny tokenizer's vocabulary.
             detector: ``"grounding-dino"`` or ``"clip"``.
             seed: the same seed gives the same weights, hence the same outputs.
+            device: where the models run (default: the CPU).
             detector_options: keyword arguments of the detector (thresholds …).
             **options: the :class:`Pipeline` options.
         """
@@ -197,7 +199,7 @@ class Pipeline:
 
         names = parse_classes(classes)
         # no global attention: the encoder then costs ~0.1 s instead of ~1.5 s on a CPU
-        segmenter = SamSegmenter(tiny_sam(seed=seed, global_attn_indexes=()))
+        segmenter = SamSegmenter(tiny_sam(seed=seed, global_attn_indexes=()), device=device)
         kind = detector.strip().lower().replace("_", "-")
         if kind in ("grounding-dino", "grounding-dino-tiny", "grounding-dino-base"):
             from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
@@ -206,15 +208,19 @@ class Pipeline:
             words = sorted({w for n in names for w in n.lower().split()})
             with tempfile.TemporaryDirectory() as vocab_dir:  # the tokenizer reads it at once
                 model, processor = tiny_grounding_dino(vocab_dir, seed=seed, words=words)
-            det: Any = GroundingDinoDetector(model, processor, **dict(detector_options or {}))
+            det: Any = GroundingDinoDetector(
+                model, processor, device=device, **dict(detector_options or {})
+            )
         elif kind == "clip":
             from grounded_sam.detectors.clip_masks import ClipMaskDetector
             from grounded_sam.testing.clip import tiny_clip
 
             model, preprocess, tokenizer = tiny_clip(seed=seed)
+            model = model.to(device or "cpu")
             opts: dict[str, Any] = {
                 "model_id": "tiny-random-clip",
                 "score_threshold": 0.0,
+                "background_prompts": (),  # random weights: let every proposal get a class
                 "amg_options": {
                     "points_per_side": 4,
                     "pred_iou_thresh": 0.0,

@@ -159,3 +159,19 @@ def test_info_reports_models_and_device(capsys, tmp_path):
     code, stdout, _ = run(capsys, "info", "--models-dir", str(tmp_path))
     assert code == 0
     assert "sam_vit_b" in stdout and "grounded-sam download" in stdout
+
+
+def test_label_with_the_clip_detector(capsys, tmp_path):
+    images = make_folder(tmp_path / "images", n=1)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(
+        capsys, "label", str(images), "-o", str(out), "--classes", "cat,dog", "--tiny-random",
+        "--detector", "clip", "--clip-threshold", "0", "--top-k", "2", "--json", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["images_labelled"] == 1
+    assert 0 < summary["detections_total"] <= 2
+    config = json.loads((out / ".state" / "config.json").read_text())
+    assert config["pipeline"]["detector"]["type"] == "ClipMaskDetector"
+    assert config["pipeline"]["top_k"] == 2
