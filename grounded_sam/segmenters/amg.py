@@ -249,7 +249,9 @@ def generate_masks(
         image: anything :func:`grounded_sam.load_image` accepts.
         points_per_side: the grid has ``points_per_side**2`` points over the image; None when
             ``point_grids`` is given instead.
-        points_per_batch: points decoded together (memory vs. speed).
+        points_per_batch: points decoded together (memory vs. speed); the decoder runs on
+            at most ``segmenter.max_batch`` prompts at a time. The result equals SAM's when
+            both batch the same way (other batch sizes change it by float rounding only).
         pred_iou_thresh: keep masks whose predicted IoU is ``>`` this (0 disables the filter).
         stability_score_thresh: keep masks whose stability score is ``>=`` this (0 disables).
         stability_score_offset: the logit offset of the stability score (IoU of the masks
@@ -312,7 +314,7 @@ def generate_masks(
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), crop_n_layers, crop_overlap_ratio)
 
     parts: list[dict[str, torch.Tensor]] = []
-    part_crops: list[list[int]] = []
+    part_boxes: list[list[int]] = []  # the crop of each part
     with torch.inference_mode():
         for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
             part = _process_crop(
@@ -328,18 +330,18 @@ def generate_masks(
             )
             if part is not None:
                 parts.append(part)
-                part_crops.extend([crop_box] * len(part["iou"]))
-
+                part_boxes.append(crop_box)
         if not parts:
             return _empty(h, w)
 
+        sizes = [len(p["iou"]) for p in parts]
+        part_of = np.repeat(np.arange(len(parts)), sizes)  # candidate -> its part
+        row_in_part = np.concatenate([np.arange(n) for n in sizes])  # -> its row there
         iou = torch.cat([p["iou"] for p in parts]).float().cpu()
         stability = torch.cat([p["stability"] for p in parts]).float().cpu()
         points = torch.cat([p["points"] for p in parts]).cpu()
         boxes = torch.cat([p["boxes"] for p in parts]).cpu()
-        crops = torch.tensor(part_crops)  # int64 (N, 4)
-        # Which part, and which row in it, each candidate comes from (masks stay packed).
-        origin = [(i, j) for i, p in enumerate(parts) for j in range(len(p["iou"]))]
+        crops = torch.from_numpy(np.repeat(np.array(part_boxes, np.int64), sizes, axis=0))
 
         order = torch.arange(len(iou))
         if len(crop_boxes) > 1:
@@ -349,15 +351,14 @@ def generate_masks(
             )
         order = order.numpy()
 
+        # Unpack only the survivors, each into its crop's window of the full image.
         masks = np.zeros((len(order), h, w), dtype=bool)
-        for part_index, part in enumerate(parts):
-            rows = [(k, origin[i][1]) for k, i in enumerate(order) if origin[i][0] == part_index]
-            if not rows:
-                continue
-            out_rows, in_rows = (list(t) for t in zip(*rows, strict=True))
-            cx0, cy0, cx1, cy1 = part_crops[order[out_rows[0]]]
-            unpacked = _unpack(part["packed"][in_rows], cy1 - cy0, cx1 - cx0)
-            masks[out_rows, cy0:cy1, cx0:cx1] = unpacked.cpu().numpy()
+        for index, (part, (x0, y0, x1, y1)) in enumerate(zip(parts, part_boxes, strict=True)):
+            out_rows = np.flatnonzero(part_of[order] == index)
+            if len(out_rows):
+                rows = torch.from_numpy(row_in_part[order[out_rows]]).to(part["packed"].device)
+                unpacked = _unpack(part["packed"][rows], y1 - y0, x1 - x0)
+                masks[out_rows, y0:y1, x0:x1] = unpacked.cpu().numpy()
 
     iou, stability = iou.numpy()[order], stability.numpy()[order]
     points, boxes, crops = points.numpy()[order], boxes.numpy()[order], crops.numpy()[order]
