@@ -411,6 +411,15 @@ def _resolve_checkpoint(
 
     text = os.fspath(pretrained)
     if Path(text).expanduser().is_file():
+        # A file the registry knows (e.g. passed by Pipeline.from_registry) keeps its tag's
+        # preprocessing and activation; any other file gets open_clip's defaults.
+        for e in registry.REGISTRY.values():
+            if e.kind == "clip" and e.builder.get("model_name") == model_name:
+                if Path(text).as_posix().endswith(e.path):
+                    tag = str(e.builder.get("pretrained_tag", ""))
+                    return Path(text).expanduser(), open_clip.get_pretrained_cfg(
+                        model_name, tag
+                    ) or {}
         return Path(text).expanduser(), {}
     tag_cfg = open_clip.get_pretrained_cfg(model_name, text) or {}
     if not tag_cfg:
