@@ -159,7 +159,7 @@ def test_inputs_as_glob_list_or_folder_with_the_output_inside(pipe, tmp_path):
 
 def test_decoding_runs_ahead_by_a_bounded_number_of_images(tmp_path, monkeypatch):
     import grounded_sam.image
-    from grounded_sam.autolabel import _prefetch
+    from grounded_sam.autolabel.prefetch import prefetch
 
     images = make_folder(tmp_path / "images", n=3)
     items = list_images(images)
@@ -171,7 +171,7 @@ def test_decoding_runs_ahead_by_a_bounded_number_of_images(tmp_path, monkeypatch
         return real(src, **kw)
 
     monkeypatch.setattr(grounded_sam.image, "load_image", counting)
-    stream = _prefetch(items, depth=1)
+    stream = prefetch(items, depth=1)
     first = next(stream)
     time.sleep(0.5)  # a consumer busy with inference: the decoder may only fill one slot
     assert len(loaded) <= 3  # the one consumed, one queued, one waiting to be queued

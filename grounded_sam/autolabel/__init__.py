@@ -1,0 +1,37 @@
+"""Dataset auto-labelling: ``auto_label`` runs a pipeline over a folder; resumable; a bad image
+is skipped and listed.
+
+Layout of ``out_dir``::
+
+    .state/config.json           what produces the results (prompt, classes, pipeline settings)
+    .state/<image key>.json      one file per image, written atomically as soon as it finishes
+    annotations.coco.json, …     the exports, rebuilt from the per-image files at the end
+    errors.jsonl                 images that could not be read, one {"file_name", "path", "reason"}
+    summary.json                 images done and skipped, detections per class, review count
+
+The exports are built from the per-image files in sorted file-name order, with ids taken from
+that order, so a run interrupted at any point (Ctrl-C, ``kill -9``) and restarted with the same
+arguments skips the finished images and writes the same files as a run never interrupted.
+
+Modules: :mod:`~.sources` (listing the inputs), :mod:`~.state` (per-image records, the
+configuration check), :mod:`~.prefetch` (decoding ahead), :mod:`~.outputs` (the final files
+and the summary), :mod:`~.run` (the loop).
+"""
+
+from grounded_sam.autolabel.outputs import EXPORT_PATHS, FORMATS, LabelSummary
+from grounded_sam.autolabel.run import auto_label
+from grounded_sam.autolabel.sources import IMAGE_EXTENSIONS, ImageItem, list_images
+from grounded_sam.autolabel.state import STATE_DIR, STATE_VERSION, ConfigMismatchError
+
+__all__ = [
+    "EXPORT_PATHS",
+    "FORMATS",
+    "IMAGE_EXTENSIONS",
+    "STATE_DIR",
+    "STATE_VERSION",
+    "ConfigMismatchError",
+    "ImageItem",
+    "LabelSummary",
+    "auto_label",
+    "list_images",
+]

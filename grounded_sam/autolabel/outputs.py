@@ -1,0 +1,159 @@
+"""The files a labelling run ends with, built from the per-image state records.
+
+Per-image formats (YOLO labels, PNG masks) are written as each image finishes; the COCO file,
+``errors.jsonl`` and ``summary.json`` hold every image and are built at the end, one image at
+a time in sorted file-name order (masks are held as RLE only), with COCO image ids taken from
+that order. The same records therefore always give the same bytes, whichever run (or
+interrupted sequence of runs) wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grounded_sam.autolabel.sources import ImageItem
+from grounded_sam.autolabel.state import STATE_DIR, read_json, record_path, write_json
+
+FORMATS = ("coco", "yolo", "png")
+EXPORT_PATHS = {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
+
+
+@dataclass
+class LabelSummary:
+    """What a labelling run did. ``to_dict()`` (written to ``summary.json``) is the same for an
+    interrupted-and-resumed run as for an uninterrupted one; the ``run_*`` fields are not in it."""
+
+    out_dir: str
+    classes: list[str]
+    images_total: int
+    images_labelled: int
+    skipped: list[dict[str, str]]  # {"file_name", "path", "reason"}, sorted by file_name
+    detections_total: int
+    detections_per_class: dict[str, int]
+    detections_without_class: int
+    review_count: int
+    files: dict[str, str]  # format -> path of the export
+    run_resumed: int = 0  # images finished by an earlier run and not labelled again
+    run_labelled: int = 0  # images labelled by this run
+    run_seconds: float = 0.0
+    run_images_per_second: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "images_total": self.images_total,
+            "images_labelled": self.images_labelled,
+            "images_skipped": len(self.skipped),
+            "skipped": self.skipped,
+            "detections_total": self.detections_total,
+            "detections_per_class": self.detections_per_class,
+            "detections_without_class": self.detections_without_class,
+            "review_count": self.review_count,
+            "files": self.files,
+        }
+
+
+def check_formats(formats: Sequence[str] | str) -> list[str]:
+    """``"coco,yolo"`` or ``["yolo", "coco"]`` -> ``["coco", "yolo"]`` (in ``FORMATS`` order).
+
+    Raises:
+        ValueError: an unknown format, or none.
+    """
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip().lower() for n in names if n.strip()]
+    unknown = sorted(set(names) - set(FORMATS))
+    if unknown or not names:
+        raise ValueError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    return [f for f in FORMATS if f in names]
+
+
+class Exports:
+    """The export writers of one run. Per-image formats (YOLO, PNG) are written as each image
+    finishes; the COCO file, which holds every image, is built at the end."""
+
+    def __init__(self, out: Path, classes: list[str], formats: list[str]):
+        self.out, self.classes, self.formats = out, classes, formats
+        self.yolo = self.png = None
+        if "yolo" in formats:
+            from grounded_sam.export.yolo import YoloWriter
+
+            self.yolo = YoloWriter(out / EXPORT_PATHS["yolo"], classes)
+        if "png" in formats:
+            from grounded_sam.export.png import PngWriter
+
+            self.png = PngWriter(out, classes)  # writes out/masks/<name>.png + .json
+
+    def add_image(self, file_name: str, detections: Any, *, only_missing: bool = False) -> None:
+        for writer in (self.yolo, self.png):
+            if writer is not None and not (only_missing and file_name in writer):
+                writer.add(file_name, detections)
+
+    def files(self) -> dict[str, str]:
+        return {f: EXPORT_PATHS[f] for f in self.formats}
+
+
+def build_outputs(
+    out: Path, items: Sequence[ImageItem], classes: list[str], exports: Exports
+) -> LabelSummary:
+    """Build the COCO file, errors.jsonl and summary.json from the per-image state files, one
+    image at a time (masks are held as RLE only), in the order of ``items``."""
+    from grounded_sam.export._io import atomic_write_text
+    from grounded_sam.types import Detections
+
+    coco = None
+    if "coco" in exports.formats:
+        from grounded_sam.export.coco import CocoWriter
+
+        coco = CocoWriter(classes)
+    state = out / STATE_DIR
+    skipped: list[dict[str, str]] = []
+    per_class = dict.fromkeys(classes, 0)
+    labelled = without = review = total = 0
+    for image_id, item in enumerate(items, start=1):
+        record = read_json(record_path(state, item)) or {}
+        if record.get("status") != "ok":
+            reason = record.get("reason", "not labelled")
+            skipped.append({"file_name": item.file_name, "path": str(item.path), "reason": reason})
+            continue
+        dets = Detections.from_dict(record["detections"])
+        labelled += 1
+        total += len(dets)
+        for cid in dets.class_id.tolist():
+            if 0 <= cid < len(classes):
+                per_class[classes[cid]] += 1
+            else:
+                without += 1
+        review += _review_count(dets)
+        if coco is not None:
+            coco.add({"file_name": item.file_name}, dets, image_id=image_id)
+        exports.add_image(item.file_name, dets, only_missing=True)
+
+    if coco is not None:
+        coco.write(out / EXPORT_PATHS["coco"])
+    if exports.yolo is not None:
+        exports.yolo.write_data_yaml()
+    errors = "".join(json.dumps(s, sort_keys=True, ensure_ascii=False) + "\n" for s in skipped)
+    atomic_write_text(out / "errors.jsonl", errors)
+    summary = LabelSummary(
+        out_dir=str(out),
+        classes=classes,
+        images_total=len(items),
+        images_labelled=labelled,
+        skipped=skipped,
+        detections_total=total,
+        detections_per_class=per_class,
+        detections_without_class=without,
+        review_count=review,
+        files=exports.files(),
+    )
+    write_json(out / "summary.json", summary.to_dict())
+    return summary
+
+
+def _review_count(dets: Any) -> int:
+    flags = dets.data.get("needs_review")
+    return 0 if flags is None else int(sum(bool(f) for f in flags))

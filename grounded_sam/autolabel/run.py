@@ -1,0 +1,160 @@
+"""``auto_label``: the labelling loop over a folder, glob or list of images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from grounded_sam.autolabel.outputs import (
+    EXPORT_PATHS,
+    Exports,
+    LabelSummary,
+    build_outputs,
+    check_formats,
+)
+from grounded_sam.autolabel.prefetch import prefetch as prefetch_images
+from grounded_sam.autolabel.sources import ImageItem, list_images
+from grounded_sam.autolabel.state import (
+    STATE_DIR,
+    STATE_VERSION,
+    is_done,
+    new_record,
+    prepare_state,
+    record_path,
+    write_json,
+)
+from grounded_sam.errors import ImageError
+from grounded_sam.pipeline import parse_classes
+
+
+def auto_label(
+    pipeline: Any,
+    images: str | os.PathLike | Iterable[str | os.PathLike],
+    classes: Sequence[str] | str,
+    out_dir: str | os.PathLike,
+    *,
+    formats: Sequence[str] | str = ("coco",),
+    prompt: str | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    prefetch: int = 2,
+) -> LabelSummary:
+    """Label every image of a folder, glob or list with ``pipeline`` and export a dataset.
+
+    Args:
+        pipeline: a :class:`grounded_sam.Pipeline` (anything with ``__call__(image, prompt,
+            classes=...) -> Detections`` and ``config() -> dict``).
+        images: a folder (searched recursively for image files), a glob pattern such as
+            ``"data/**/*.jpg"``, or a list of paths.
+        classes: the class names, in category order (``["cat", "dog"]`` or ``"cat . dog"``).
+        out_dir: the output folder (see :mod:`grounded_sam.autolabel` for its layout).
+        formats: any of ``"coco"`` (``annotations.coco.json``), ``"yolo"`` (``yolo/``),
+            ``"png"`` (``masks/``); a list or a comma-separated string.
+        prompt: the detector prompt (default: the classes joined with ``" . "``).
+        resume: skip images whose results an earlier run with the same configuration saved.
+            ``False`` labels every image again.
+        overwrite: discard the results of an earlier run, even of another configuration.
+        progress: show a tqdm progress bar (images/s) on stderr.
+        prefetch: how many decoded images may wait for the model (memory bound).
+
+    Returns:
+        A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``.
+
+    Raises:
+        ConfigMismatchError: ``out_dir`` holds results of another prompt, classes or pipeline
+            settings (use a new folder or ``overwrite=True``).
+        FileNotFoundError: no images found.
+    """
+    classes = parse_classes(classes)
+    prompt = prompt if prompt is not None else " . ".join(classes)
+    formats = check_formats(formats)
+    out = Path(out_dir).expanduser()
+    items = list_images(images, exclude=out)
+    state = out / STATE_DIR
+    config = {
+        "version": STATE_VERSION,
+        "prompt": prompt,
+        "classes": classes,
+        "pipeline": pipeline.config(),
+    }
+    if overwrite:
+        for name in (STATE_DIR, *EXPORT_PATHS.values()):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    prepare_state(state, config)
+
+    exports = Exports(out, classes, formats)
+    pending = [it for it in items if not (resume and is_done(state, it))]
+    resumed = len(items) - len(pending)
+    started = time.perf_counter()
+    _label_images(
+        pipeline, pending, prompt, classes, state, exports, progress, prefetch, resumed, len(items)
+    )
+    seconds = time.perf_counter() - started
+
+    summary = build_outputs(out, items, classes, exports)
+    summary.run_resumed = resumed
+    summary.run_labelled = len(pending)
+    summary.run_seconds = seconds
+    summary.run_images_per_second = len(pending) / seconds if seconds > 0 else 0.0
+    return summary
+
+
+def _label_images(
+    pipeline: Any,
+    pending: Sequence[ImageItem],
+    prompt: str,
+    classes: list[str],
+    state: Path,
+    exports: Exports,
+    progress: bool,
+    prefetch: int,
+    resumed: int,
+    total: int,
+) -> None:
+    from tqdm.auto import tqdm
+
+    segmenter = getattr(pipeline, "segmenter", None)
+    clear_cache = getattr(segmenter, "clear_cache", None)  # no image comes twice: free memory
+    bar = tqdm(total=total, initial=resumed, unit="img", desc="labelling", disable=not progress)
+    decoded = prefetch_images(pending, prefetch)
+    try:
+        for item, image, reason in decoded:
+            record = new_record(item)
+            if image is not None:
+                try:
+                    detections = pipeline(image, prompt, classes=classes)
+                except ImageError as exc:  # e.g. an image the model cannot take
+                    reason = exc.reason
+                except Exception as exc:
+                    if hasattr(exc, "add_note"):  # Python >= 3.11
+                        exc.add_note(
+                            f"while labelling {item.path}; the images finished before it are "
+                            f"saved: run again with the same arguments to resume"
+                        )
+                    raise
+                else:
+                    exports.add_image(item.file_name, detections)
+                    record.update(status="ok", detections=detections.to_dict())
+                del image
+                if callable(clear_cache):
+                    clear_cache()
+            if reason is not None:
+                record.update(status="error", reason=reason)
+                if progress:
+                    bar.write(f"skipped {item.file_name}: {reason}", file=sys.stderr)
+            # written last: a state file on disk means this image and its exports are finished
+            write_json(record_path(state, item), record)
+            bar.update(1)
+    finally:
+        decoded.close()
+        bar.close()

@@ -1,0 +1,50 @@
+"""What every ``grounded-sam`` command shares: exit codes, the usage error, argument types."""
+
+from __future__ import annotations
+
+import argparse
+
+DEBUG_ENV = "GROUNDED_SAM_DEBUG"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    failure: missing model files, unreadable input, another run's results in OUT …
+       (the message says what to do)
+  2    usage error (bad option or argument)
+  3    label --fail-on-skip only: everything else was labelled, but some images could not
+       be read (they are listed, and in OUT/errors.jsonl)
+  130  interrupted (Ctrl-C); `label` resumes when run again with the same arguments
+"""
+
+Formatter = argparse.RawDescriptionHelpFormatter  # keeps the hand-wrapped descriptions
+
+
+class UsageError(Exception):
+    """A combination of options argparse cannot check by itself (exit code 2)."""
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def unit(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value

@@ -1,0 +1,270 @@
+"""``grounded-sam label``: label a folder of images into a COCO / YOLO / PNG dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from grounded_sam.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    Formatter,
+    UsageError,
+    comma_list,
+    non_negative,
+    positive,
+    unit,
+)
+
+DETECTORS = ("grounding-dino-tiny", "grounding-dino-base", "clip")
+SAM_TYPES = ("vit_b", "vit_l", "vit_h")
+FORMATS = ("coco", "yolo", "png")
+
+
+def formats_list(text: str) -> list[str]:
+    names = comma_list(text.lower())
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(bad) or '(none)'}; choose from {','.join(FORMATS)}"
+        )
+    return names
+
+
+def add_label(commands: Any) -> None:
+    p = commands.add_parser(
+        "label",
+        help="label a folder of images: COCO / YOLO / PNG masks, resumable",
+        formatter_class=Formatter,
+        epilog=EXIT_CODES,
+        description=(
+            "Detect the classes in every image, segment them with SAM, and write a dataset.\n"
+            "Results are saved per image as they finish; run the same command again after an\n"
+            "interruption and it resumes where it stopped, writing the same files as an\n"
+            "uninterrupted run. Images that cannot be read are skipped and listed.\n\n"
+            "examples:\n"
+            '  grounded-sam label photos/ -o labels/ --classes "cat,dog"\n'
+            "  grounded-sam label 'photos/**/*.jpg' -o labels/ --prompt \"cat . dog\" "
+            "--formats coco,yolo\n"
+            "  grounded-sam label photos/ -o /tmp/smoke --classes cat --tiny-random"
+        ),
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGES",
+        help="a folder (searched recursively), a quoted glob pattern, or image files",
+    )
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
+    what = p.add_argument_group("what to find (give --classes, --prompt or both)")
+    what.add_argument(
+        "--classes",
+        type=comma_list,
+        metavar="A,B,...",
+        help="class names of the dataset, comma-separated, in category order",
+    )
+    what.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help='detector prompt, classes separated by " . " (default: the classes)',
+    )
+    what.add_argument(
+        "--synonym",
+        action="append",
+        default=[],
+        metavar="CLASS=ALIAS",
+        help="another phrase that maps to CLASS (repeatable), e.g. --synonym cat=kitten",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--formats",
+        type=formats_list,
+        default=["coco"],
+        metavar="LIST",
+        help="comma-separated: coco (annotations.coco.json), yolo (yolo/), png (masks/); "
+        "default: coco",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard results that OUT holds from an earlier run (of any configuration)",
+    )
+    out.add_argument(
+        "--fail-on-skip",
+        action="store_true",
+        help="exit with code 3 when some images could not be read (default: exit 0, list them)",
+    )
+    out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    models = p.add_argument_group("models")
+    models.add_argument(
+        "--sam", default="vit_b", choices=SAM_TYPES, help="SAM model (default: %(default)s)"
+    )
+    models.add_argument(
+        "--detector",
+        default="grounding-dino-tiny",
+        choices=DETECTORS,
+        help="clip: SAM's automatic masks scored by CLIP (default: %(default)s)",
+    )
+    models.add_argument(
+        "--device", help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)"
+    )
+    models.add_argument(
+        "--dtype",
+        default=None,
+        choices=("fp32", "bf16", "fp16"),
+        help="compute dtype of SAM's image encoder (default: fp32)",
+    )
+    models.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="checkpoint folder (default: $GROUNDED_SAM_MODELS or ./models)",
+    )
+    models.add_argument(
+        "--tiny-random",
+        action="store_true",
+        help="tiny untrained models instead of checkpoints: a smoke run, outputs are meaningless",
+    )
+    tune = p.add_argument_group("thresholds and filters (values T in [0, 1])")
+    tune.add_argument(
+        "--box-threshold", type=unit, metavar="T", help="Grounding DINO box score (default 0.35)"
+    )
+    tune.add_argument(
+        "--text-threshold",
+        type=unit,
+        metavar="T",
+        help="Grounding DINO token score for a word to enter a phrase (default 0.25)",
+    )
+    tune.add_argument(
+        "--clip-threshold", type=unit, metavar="T", help="CLIP class probability (default 0.3)"
+    )
+    tune.add_argument(
+        "--review-score",
+        type=unit,
+        metavar="T",
+        help="flag detections whose detector score is below T for review (default 0.5)",
+    )
+    tune.add_argument(
+        "--review-mask-score",
+        type=unit,
+        metavar="T",
+        help="flag masks whose SAM IoU score is below T for review (default 0.8)",
+    )
+    tune.add_argument(
+        "--top-k", type=positive, metavar="K", help="keep the K best detections per image"
+    )
+    tune.add_argument(
+        "--min-mask-area",
+        type=non_negative,
+        default=0,
+        metavar="PIXELS",
+        help="drop masks of fewer pixels (default: 0, keep all)",
+    )
+    tune.add_argument(
+        "--refine-boxes", action="store_true", help="replace boxes by the tight boxes of the masks"
+    )
+    p.set_defaults(run=cmd_label)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    import grounded_sam as gs
+    from grounded_sam.autolabel import list_images
+    from grounded_sam.pipeline import parse_classes
+
+    if not args.classes and not args.prompt:
+        raise UsageError("label needs --classes or --prompt (or both)")
+    classes = parse_classes(args.classes or args.prompt)
+    synonyms: dict[str, list[str]] = {}
+    for item in args.synonym:
+        name, sep, alias = item.partition("=")
+        if not sep or not name.strip() or not alias.strip():
+            raise UsageError(f"--synonym takes CLASS=ALIAS, got {item!r}")
+        synonyms.setdefault(name.strip(), []).append(alias.strip())
+
+    options: dict[str, Any] = {
+        "top_k": args.top_k,
+        "min_mask_area": args.min_mask_area,
+        "refine_boxes_from_masks": args.refine_boxes,
+    }
+    for option, value in (
+        ("synonyms", synonyms or None),
+        ("box_threshold_accept", args.review_score),
+        ("mask_threshold_accept", args.review_mask_score),
+    ):
+        if value is not None:
+            options[option] = value
+    clip = args.detector == "clip"
+    detector_options = {
+        k: v
+        for k, v in (
+            ("score_threshold", args.clip_threshold if clip else None),
+            ("box_threshold", None if clip else args.box_threshold),
+            ("text_threshold", None if clip else args.text_threshold),
+        )
+        if v is not None
+    }
+    images = args.images[0] if len(args.images) == 1 else args.images
+    list_images(images, exclude=args.out)  # no images: fail before loading models for minutes
+    if args.tiny_random:
+        pipe = gs.Pipeline.tiny_random(
+            classes,
+            "clip" if clip else "grounding-dino",
+            device=args.device,
+            detector_options=detector_options,
+            **options,
+        )
+    else:
+        pipe = gs.Pipeline.from_registry(
+            sam=args.sam,
+            detector=args.detector,
+            device=args.device,
+            models_dir=args.models_dir,
+            detector_options=detector_options,
+            segmenter_options={"dtype": args.dtype} if args.dtype else None,
+            **options,
+        )
+    summary = gs.auto_label(
+        pipe,
+        images,
+        classes,
+        args.out,
+        formats=args.formats,
+        prompt=args.prompt,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps({**summary.to_dict(), "out_dir": summary.out_dir}, indent=2))
+    else:
+        _print_summary(summary)
+    if summary.skipped:
+        print(
+            f"warning: {len(summary.skipped)} image(s) could not be read and were skipped "
+            f"(listed in {summary.out_dir}/errors.jsonl)",
+            file=sys.stderr,
+        )
+        if not args.json:
+            for s in summary.skipped:
+                print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+        if args.fail_on_skip:
+            return EXIT_SKIPPED
+    return EXIT_OK
+
+
+def _print_summary(summary: Any) -> None:
+    earlier = f", {summary.run_resumed} of them by an earlier run" if summary.run_resumed else ""
+    print(
+        f"labelled {summary.images_labelled} of {summary.images_total} images into "
+        f"{summary.out_dir}{earlier}; this run: {summary.run_labelled} images in "
+        f"{summary.run_seconds:.1f} s ({summary.run_images_per_second:.2f} images/s)"
+    )
+    per_class = ", ".join(f"{k} {v}" for k, v in summary.detections_per_class.items())
+    print(
+        f"detections: {summary.detections_total} ({per_class}, no class "
+        f"{summary.detections_without_class}); {summary.review_count} flagged for review"
+    )
+    for fmt, path in summary.files.items():
+        print(f"{fmt}: {summary.out_dir}/{path}")
