@@ -314,19 +314,47 @@ def test_missing_directory_or_a_file_is_a_clear_error(tmp_path):
         GroundingDinoDetector.from_pretrained(file)
 
 
-@pytest.mark.parametrize("name", ["IDEA-Research/grounding-dino-tiny", "grounding-dino-tiny"])
-def test_hub_id_without_local_copy_names_the_download_command(tmp_path, monkeypatch, name):
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, so tests mean the same on machines that cached models."""
     import huggingface_hub.constants
 
-    # an empty cache, so the test means the same on a machine that has the model cached
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.mark.parametrize(
+    "name", ["IDEA-Research/grounding-dino-tiny", "grounding_dino_tiny", "grounding-dino-tiny"]
+)
+def test_model_without_local_copy_names_the_download_command(tmp_path, empty_hf_cache, name):
     with pytest.raises(MissingCheckpointError) as err:
-        GroundingDinoDetector.from_pretrained(name)
+        GroundingDinoDetector.from_pretrained(name, models_dir=tmp_path / "models")
     message = str(err.value)
     assert "IDEA-Research/grounding-dino-tiny" in message
-    assert "`grounded-sam download grounding-dino-tiny`" in message
-    assert err.value.name == "grounding-dino-tiny"
+    assert "`grounded-sam download grounding_dino_tiny`" in message
+    assert str(tmp_path / "models" / "grounding-dino-tiny") in message
+    assert err.value.name == "grounding_dino_tiny"
+
+
+def test_unknown_hub_id_without_local_copy(empty_hf_cache):
+    with pytest.raises(MissingCheckpointError, match="no local copy of Grounding DINO model"):
+        GroundingDinoDetector.from_pretrained("someone/grounding-dino-finetuned")
+
+
+@pytest.mark.parametrize("name", ["grounding_dino_tiny", "IDEA-Research/grounding-dino-tiny"])
+def test_registry_name_and_hub_id_load_from_the_models_folder(tmp_path, empty_hf_cache, name):
+    # where `grounded-sam download grounding_dino_tiny` puts the files
+    save_tiny_grounding_dino(tmp_path / "models" / "grounding-dino-tiny", seed=1)
+    det = GroundingDinoDetector.from_pretrained(name, models_dir=tmp_path / "models")
+    assert len(det.detect(random_image(30, 40), "cat . dog")) > 0
+
+
+def test_incomplete_models_folder_lists_missing_files(tmp_path, monkeypatch):
+    folder = save_tiny_grounding_dino(tmp_path / "grounding-dino-tiny")
+    (folder / "config.json").unlink()
+    monkeypatch.setenv("GROUNDED_SAM_MODELS", str(tmp_path))
+    with pytest.raises(MissingCheckpointError, match=r"lacks: model config \(config.json\)"):
+        GroundingDinoDetector.from_pretrained("grounding_dino_tiny")
 
 
 def test_import_does_not_load_torch():

@@ -27,11 +27,6 @@ from grounded_sam.errors import MissingCheckpointError, PromptError
 from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy, nms
 from grounded_sam.types import Detections
 
-# Hugging Face ids -> names of `grounded-sam download` (the model registry).
-REGISTRY_NAMES: dict[str, str] = {
-    "IDEA-Research/grounding-dino-tiny": "grounding-dino-tiny",
-    "IDEA-Research/grounding-dino-base": "grounding-dino-base",
-}
 _NMS_MODES = (None, "class", "agnostic")
 
 # What a model directory must hold; each entry is satisfied by any one of its files.
@@ -53,6 +48,31 @@ def _check_unit(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
     return value
+
+
+def _registry_entry(source: str) -> Any:
+    """The Grounding DINO registry entry named ``source`` or holding hub id ``source``."""
+    from grounded_sam.models.registry import get_entry, names
+
+    try:
+        entry = get_entry(source)
+    except KeyError:
+        entry = None
+    if entry is not None:
+        return entry if entry.kind == "grounding_dino" else None
+    for name in names("grounding_dino"):
+        entry = get_entry(name)
+        if entry.builder.get("repo_id") == source:
+            return entry
+    return None
+
+
+def _download_command(entry: Any = None) -> str:
+    """``grounded-sam download NAME`` for an entry, an entry name, or the default model."""
+    from grounded_sam.models.registry import DEFAULTS
+
+    name = getattr(entry, "name", entry) or DEFAULTS["grounding_dino"]
+    return f"grounded-sam download {name}"
 
 
 def _looks_like_path(source: str) -> bool:
@@ -151,71 +171,97 @@ class GroundingDinoDetector:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(
-        cls, name_or_dir: str | Path, device: Any = "cpu", **kwargs: Any
+        cls,
+        name_or_dir: str | Path,
+        device: Any = "cpu",
+        *,
+        models_dir: str | Path | None = None,
+        **kwargs: Any,
     ) -> GroundingDinoDetector:
         """Load a model and processor from local files only; never downloads.
 
         Args:
-            name_or_dir: a directory written by ``save_pretrained`` / ``grounded-sam
-                download``, or a Hugging Face id (``"IDEA-Research/grounding-dino-tiny"``, or
-                its registry name ``"grounding-dino-tiny"``) whose files are already in the
-                local Hugging Face cache.
+            name_or_dir: one of
+                - a directory written by ``save_pretrained``;
+                - a registry name (``"grounding_dino_tiny"``, ``"grounding-dino-base"``): its
+                  folder in the models folder, where ``grounded-sam download`` puts it;
+                - a Hugging Face id (``"IDEA-Research/grounding-dino-tiny"``): the registry's
+                  folder for it if present, else the local Hugging Face cache.
             device: where the model runs.
+            models_dir: the models folder (default ``$GROUNDED_SAM_MODELS`` or ``./models``,
+                see :mod:`grounded_sam.models.registry`).
             kwargs: passed to the constructor (thresholds, ``nms``, ``dtype``, ...).
 
         Raises:
-            MissingCheckpointError: the directory lacks files (they are listed), or the id
+            MissingCheckpointError: the directory lacks files (they are listed), or the model
                 has no local copy; the message names the ``grounded-sam download`` command.
         """
-        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+        from grounded_sam.models.registry import model_path
 
         source = str(name_or_dir)
         path = Path(source).expanduser()
-        hub_ids = {name: hub for hub, name in REGISTRY_NAMES.items()}
-        if source in hub_ids and not path.is_dir():
-            source = hub_ids[source]
-        registry = REGISTRY_NAMES.get(source)
         if path.is_dir():
-            missing = missing_model_files(path)
-            if missing:
-                raise MissingCheckpointError(
-                    path,
-                    registry,
-                    hint=(
-                        f"the Grounding DINO directory {path} lacks: {'; '.join(missing)}. "
-                        "Save a model there with model.save_pretrained(dir) and "
-                        "processor.save_pretrained(dir), or fetch one with "
-                        "`grounded-sam download grounding-dino-tiny`"
-                    ),
-                )
-            source = str(path)
-        elif path.exists() or _looks_like_path(source):
+            return cls._load(path, device, None, kwargs)
+        if path.exists() or _looks_like_path(source):
             raise MissingCheckpointError(
                 path,
-                registry,
+                None,
                 hint=(
                     f"{path} is not a Grounding DINO directory "
                     f"({'a file' if path.exists() else 'no such directory'}); pass a directory "
-                    "written by save_pretrained, or fetch one with "
-                    "`grounded-sam download grounding-dino-tiny`"
+                    f"written by save_pretrained, or fetch one with `{_download_command()}`"
                 ),
             )
+        entry = _registry_entry(source)
+        if entry is not None:
+            folder = model_path(entry, models_dir)
+            if folder.is_dir():
+                return cls._load(folder, device, entry.name, kwargs)
+            source = entry.builder.get("repo_id", source)
         try:
-            processor = GroundingDinoProcessor.from_pretrained(source, local_files_only=True)
-            model = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=True)
-        except OSError as err:
-            known = ", ".join(sorted(REGISTRY_NAMES.values()))
-            name = registry or "grounding-dino-tiny"
+            return cls._load(source, device, entry.name if entry else None, kwargs)
+        except MissingCheckpointError as err:
+            where = "not "
+            if entry is not None:
+                where = f"neither in {model_path(entry, models_dir)} nor "
             raise MissingCheckpointError(
                 source,
-                name,
+                err.name,
                 hint=(
-                    f"no local copy of Grounding DINO model {source!r}: it is not a directory "
-                    f"and not in the Hugging Face cache ({err.__class__.__name__}); nothing is "
-                    f"downloaded at run time. Fetch it with `grounded-sam download {name}` "
-                    f"(known models: {known}) or pass a directory written by save_pretrained"
+                    f"no local copy of Grounding DINO model {source!r}: {where}in the Hugging "
+                    "Face cache; nothing is downloaded at run time. Fetch it with "
+                    f"`{_download_command(entry)}` or pass a directory written by "
+                    "save_pretrained"
                 ),
-            ) from err
+            ) from err.__cause__
+
+    @classmethod
+    def _load(
+        cls, source: str | Path, device: Any, name: str | None, kwargs: dict[str, Any]
+    ) -> GroundingDinoDetector:
+        """Load a local directory (checked for completeness) or a cached hub id, offline."""
+        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+        if isinstance(source, Path):
+            missing = missing_model_files(source)
+            if missing:
+                raise MissingCheckpointError(
+                    source,
+                    name,
+                    hint=(
+                        f"the Grounding DINO directory {source} lacks: {'; '.join(missing)}. "
+                        "Save a model there with model.save_pretrained(dir) and "
+                        "processor.save_pretrained(dir), or fetch one with "
+                        f"`{_download_command(name)}`"
+                    ),
+                )
+        try:
+            processor = GroundingDinoProcessor.from_pretrained(str(source), local_files_only=True)
+            model = GroundingDinoForObjectDetection.from_pretrained(
+                str(source), local_files_only=True
+            )
+        except OSError as err:
+            raise MissingCheckpointError(source, name) from err
         return cls(model, processor, device=device, **kwargs)
 
     # ------------------------------------------------------------------ stages
