@@ -32,7 +32,22 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "grounded_sam.evaluation",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "CheckpointError",
+    "ClipMaskDetector",
+    "Detections",
+    "GroundingDinoDetector",
+    "ImageEmbedding",
+    "ImageError",
+    "MissingCheckpointError",
+    "Pipeline",
+    "PromptError",
+    "SamSegmenter",
+    "auto_label",
+    "evaluate",
+    "load_image",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
