@@ -377,10 +377,15 @@ def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
     """
     from grounded_sam.models.download import ensure_models
 
+    names = [f"sam_{sam}", *DEFAULT_DOWNLOADS]
     try:
-        ensure_models([f"sam_{sam}", *DEFAULT_DOWNLOADS], download=True, models_dir=models_dir)
+        ensure_models(names, download=True, models_dir=models_dir)
     except Exception as e:  # noqa: BLE001 - any failure must still let the page start
         print(f"warning: could not fetch the default models: {e}", file=sys.stderr)
+        try:  # name every file that is still missing, not only the first that failed
+            ensure_models(names, download=False, models_dir=models_dir)
+        except Exception as missing:  # noqa: BLE001
+            print(str(missing), file=sys.stderr)
         print("the page starts anyway and shows what is missing", file=sys.stderr)
 
 
