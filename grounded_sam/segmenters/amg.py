@@ -135,12 +135,12 @@ def _process_crop(
         m = low_res.shape[1]
         low_res = low_res.flatten(0, 1)  # (b*m, 256, 256)
         iou = iou.flatten(0, 1)
-        point_xy = torch.as_tensor(np.repeat(points, m, axis=0), device=iou.device)
+        point_xy = torch.from_numpy(np.repeat(points, m, axis=0))  # float64, stays on the CPU
 
         # Predicted IoU does not depend on the full-size mask: filter before upscaling.
         if pred_iou_thresh > 0.0:
             keep = iou > pred_iou_thresh
-            low_res, iou, point_xy = low_res[keep], iou[keep], point_xy[keep]
+            low_res, iou, point_xy = low_res[keep], iou[keep], point_xy[keep.cpu()]
         if len(iou) == 0:
             continue
 
@@ -152,7 +152,7 @@ def _process_crop(
             logits, iou, point_xy, stability = (
                 logits[keep],
                 iou[keep],
-                point_xy[keep],
+                point_xy[keep.cpu()],
                 stability[keep],
             )
         masks = logits > threshold
@@ -165,7 +165,7 @@ def _process_crop(
             masks, iou, point_xy, stability, boxes = (
                 masks[keep],
                 iou[keep],
-                point_xy[keep],
+                point_xy[keep.cpu()],
                 stability[keep],
                 boxes[keep],
             )
@@ -182,7 +182,7 @@ def _process_crop(
         torch.zeros(len(data["boxes"]), device=data["boxes"].device),
         iou_threshold=box_nms_thresh,
     )
-    data = {key: value[keep] for key, value in data.items()}
+    data = {key: value[keep.to(value.device)] for key, value in data.items()}
     offset = torch.tensor([x0, y0, x0, y0], device=data["boxes"].device)
     data["boxes"] = data["boxes"] + offset
     data["points"] = data["points"] + torch.tensor([x0, y0], device=data["points"].device)
