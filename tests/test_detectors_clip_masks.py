@@ -154,11 +154,13 @@ def test_absent_class_returns_nothing(scene):
 
 def test_keep_proposal_masks_and_options_pass_through(scene):
     img, masks = scene
-    det, _, source = make(masks, keep_proposal_masks=True, amg_options={"points_per_side": 8})
+    with_empty = np.concatenate([np.zeros((1, H, W), bool), masks])  # an empty proposal first
+    det, _, source = make(with_empty, keep_proposal_masks=True, amg_options={"points_per_side": 8})
     out = det.detect(img, "green", pred_iou_thresh=0.5)
     assert source.calls == [{"points_per_side": 8, "pred_iou_thresh": 0.5}]
     np.testing.assert_array_equal(out.masks, masks[1:2])
-    np.testing.assert_allclose(out.mask_scores, [0.8])  # SAM's predicted IoU of that proposal
+    assert out.data["proposal_index"].tolist() == [2]  # row of generate()'s result
+    np.testing.assert_allclose(out.mask_scores, [np.linspace(0.9, 0.7, 4)[2]])  # its IoU
     assert out.data["stability_score"].tolist() == [pytest.approx(0.95)]
     empty = det.detect(img, "blue")
     assert empty.masks.shape == (0, H, W)

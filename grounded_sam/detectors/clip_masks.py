@@ -214,7 +214,7 @@ class ClipMaskDetector:
             the kept proposal masks, ``scores`` the class probability, ``phrases`` the class
             names, ``class_id`` int64 into the prompt's classes, ``masks`` None (or the
             proposal masks with ``keep_proposal_masks``), and the proposals' ``data`` plus
-            ``"proposal_index"``.
+            ``"proposal_index"`` (int64, the row of ``segmenter.generate``'s result).
         """
         import torch
 
@@ -235,31 +235,34 @@ class ClipMaskDetector:
                 "ClipMaskDetector needs proposal masks, but segmenter.generate returned "
                 "Detections without masks"
             )
-        proposals = proposals[proposals.masks.any(axis=(1, 2))]
-        if len(proposals) == 0:
-            return self._empty((h, w))
+        if proposals.masks.shape[1:] != (h, w):
+            raise ValueError(
+                f"segmenter.generate returned masks of size {proposals.masks.shape[1:]} for an "
+                f"image of (H, W) = {(h, w)}"
+            )
+        nonempty = np.flatnonzero(proposals.masks.any(axis=(1, 2)))
+        if len(nonempty) == 0:
+            return self._result(
+                proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names, name_ids
+            )
+        masks = proposals.masks[nonempty]
 
         with torch.inference_mode():
-            image_feats = self._encode_crops(rgb, proposals.masks)  # (N, D)
+            image_feats = self._encode_crops(rgb, masks)  # (N, D)
             text_feats = self._encode_texts(names)  # (C + B, D)
             logits = self._scale() * image_feats @ text_feats.T
             probs = logits.float().softmax(dim=-1).cpu().numpy()
 
         best = probs.argmax(axis=1)
         score = probs[np.arange(len(probs)), best]
-        keep = (best < len(names)) & (score >= self.score_threshold)
-        idx = np.flatnonzero(keep)
-        if len(idx) == 0:
-            return self._empty((h, w))
-        xyxy = masks_to_xyxy(proposals.masks[idx])
+        idx = np.flatnonzero((best < len(names)) & (score >= self.score_threshold))
         score, label = score[idx], best[idx]
-
         order = np.argsort(-score, kind="stable")
         if self.nms_threshold is not None and len(order) > 1:
             from torchvision.ops import batched_nms
 
             kept = batched_nms(
-                torch.from_numpy(xyxy),
+                torch.from_numpy(masks_to_xyxy(masks[idx])),
                 torch.from_numpy(score.astype(np.float32)),
                 torch.from_numpy(label.astype(np.int64)),
                 float(self.nms_threshold),
@@ -267,23 +270,32 @@ class ClipMaskDetector:
             order = kept[np.argsort(-score[kept], kind="stable")]
         if self.top_k is not None:
             order = order[: self.top_k]
+        rows = nonempty[idx[order]]
+        return self._result(proposals, rows, score[order], label[order], names, name_ids)
 
-        chosen = proposals[idx[order]]
+    def _result(
+        self,
+        proposals: Detections,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        names: list[str],
+        name_ids: np.ndarray,
+    ) -> Detections:
+        """Detections for the proposals ``rows`` labelled ``labels`` (indices into ``names``)."""
+        chosen = proposals[rows.astype(np.int64)]
         return Detections(
-            xyxy=xyxy[order],
-            scores=score[order],
-            phrases=[names[c] for c in label[order]],
-            class_id=name_ids[label[order]],
+            xyxy=masks_to_xyxy(chosen.masks),
+            scores=scores.astype(np.float32),
+            phrases=[names[c] for c in labels],
+            class_id=name_ids[labels.astype(np.int64)],
             masks=chosen.masks if self.keep_proposal_masks else None,
             mask_scores=chosen.scores if self.keep_proposal_masks else None,
-            image_size=(h, w),
-            data={**chosen.data, "proposal_index": idx[order].astype(np.int64)},
+            image_size=chosen.image_size,
+            data={**chosen.data, "proposal_index": rows.astype(np.int64)},
         )
 
     __call__ = detect
-
-    def _empty(self, size: tuple[int, int]) -> Detections:
-        return Detections.empty(size, with_masks=self.keep_proposal_masks)
 
     # ------------------------------------------------------------------ CLIP
     def _model_place(self) -> tuple[torch.device, torch.dtype]:
