@@ -4,7 +4,11 @@ Per-image formats (YOLO labels, PNG masks) are written as each image finishes; t
 ``errors.jsonl`` and ``summary.json`` hold every image and are built at the end, one image at
 a time in sorted file-name order (masks are held as RLE only), with COCO image ids taken from
 that order. The same records therefore always give the same bytes, whichever run (or
-interrupted sequence of runs) wrote them.
+interrupted sequence of runs, or set of shards on several machines) wrote them.
+
+A shard run (``shard`` given) ends with its own ``summary.shard-K-of-N.json`` and
+``errors.shard-K-of-N.jsonl`` instead: the COCO file and ``data.yaml`` are left to the merge,
+which runs this same code over every shard's images.
 """
 
 from __future__ import annotations
@@ -36,14 +40,20 @@ class LabelSummary:
     detections_per_class: dict[str, int]
     detections_without_class: int
     review_count: int
-    files: dict[str, str]  # format -> path of the export
+    files: dict[str, str]  # format -> path of the export ({} for a shard: merge builds them)
+    shard: str | None = None  # "K/N" for a shard's own summary
+    missing: dict[str, int] | None = None  # a partial merge: "K/N" -> images without result
     run_resumed: int = 0  # images finished by an earlier run and not labelled again
     run_labelled: int = 0  # images labelled by this run
     run_seconds: float = 0.0
     run_images_per_second: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        shard = {"shard": self.shard} if self.shard is not None else {}
+        missing = {"missing": self.missing} if self.missing is not None else {}
         return {
+            **shard,
+            **missing,
             "classes": self.classes,
             "images_total": self.images_total,
             "images_labelled": self.images_labelled,
@@ -96,16 +106,40 @@ class Exports:
         return {f: EXPORT_PATHS[f] for f in self.formats}
 
 
+def output_names(shard: Any = None) -> tuple[str, str]:
+    """``("summary.json", "errors.jsonl")``, or a shard's ``summary.shard-K-of-N.json`` …"""
+    if shard is None:
+        return "summary.json", "errors.jsonl"
+    return f"summary.{shard.tag}.json", f"errors.{shard.tag}.jsonl"
+
+
 def build_outputs(
-    out: Path, items: Sequence[ImageItem], classes: list[str], exports: Exports
+    out: Path,
+    items: Sequence[ImageItem],
+    classes: list[str],
+    exports: Exports,
+    *,
+    config: str | None = None,
+    shard: Any = None,
+    progress: bool = False,
 ) -> LabelSummary:
     """Build the COCO file, errors.jsonl and summary.json from the per-image state files, one
-    image at a time (masks are held as RLE only), in the order of ``items``."""
+    image at a time (masks are held as RLE only), in the order of ``items``.
+
+    Args:
+        config: the configuration fingerprint; a record made with another one counts as not
+            labelled. ``None`` accepts every record.
+        shard: a :class:`~grounded_sam.autolabel.shards.Shard`: write only that shard's
+            summary and errors files (no COCO file, no ``data.yaml``).
+        progress: a progress bar on stderr.
+    """
+    from tqdm.auto import tqdm
+
     from grounded_sam.export._io import atomic_write_text
     from grounded_sam.types import Detections
 
     coco = None
-    if "coco" in exports.formats:
+    if "coco" in exports.formats and shard is None:
         from grounded_sam.export.coco import CocoWriter
 
         coco = CocoWriter(classes)
@@ -113,8 +147,11 @@ def build_outputs(
     skipped: list[dict[str, str]] = []
     per_class = dict.fromkeys(classes, 0)
     labelled = without = review = total = 0
-    for image_id, item in enumerate(items, start=1):
+    bar = tqdm(items, unit="img", desc="exporting", disable=not progress)
+    for image_id, item in enumerate(bar, start=1):
         record = read_json(record_path(state, item)) or {}
+        if config is not None and record.get("config") != config:
+            record = {}
         if record.get("status") != "ok":
             reason = record.get("reason", "not labelled")
             skipped.append({"file_name": item.file_name, "path": str(item.path), "reason": reason})
@@ -134,10 +171,11 @@ def build_outputs(
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])
-    if exports.yolo is not None:
+    if exports.yolo is not None and shard is None:
         exports.yolo.write_data_yaml()
+    summary_name, errors_name = output_names(shard)
     errors = "".join(json.dumps(s, sort_keys=True, ensure_ascii=False) + "\n" for s in skipped)
-    atomic_write_text(out / "errors.jsonl", errors)
+    atomic_write_text(out / errors_name, errors)
     summary = LabelSummary(
         out_dir=str(out),
         classes=classes,
@@ -148,9 +186,10 @@ def build_outputs(
         detections_per_class=per_class,
         detections_without_class=without,
         review_count=review,
-        files=exports.files(),
+        files=exports.files() if shard is None else {},
+        shard=None if shard is None else str(shard),
     )
-    write_json(out / "summary.json", summary.to_dict())
+    write_json(out / summary_name, summary.to_dict())
     return summary
 
 

@@ -1,4 +1,4 @@
-"""``auto_label``: the labelling loop over a folder, glob or list of images."""
+"""``auto_label``: the labelling loop over a folder, glob or list of images (or one shard of it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from grounded_sam.autolabel.outputs import (
     check_formats,
 )
 from grounded_sam.autolabel.prefetch import prefetch as prefetch_images
+from grounded_sam.autolabel.shards import Shard, write_manifest
 from grounded_sam.autolabel.sources import ImageItem, list_images
 from grounded_sam.autolabel.state import (
     STATE_DIR,
@@ -44,6 +45,7 @@ def auto_label(
     overwrite: bool = False,
     progress: bool = True,
     prefetch: int = 2,
+    shard: Shard | tuple[int, int] | str | None = None,
 ) -> LabelSummary:
     """Label every image of a folder, glob or list with ``pipeline`` and export a dataset.
 
@@ -62,18 +64,36 @@ def auto_label(
         overwrite: discard the results of an earlier run, even of another configuration.
         progress: show a tqdm progress bar (images/s) on stderr.
         prefetch: how many decoded images may wait for the model (memory bound).
+        shard: ``(index, count)`` (or ``"K/N"``): label only the images of shard ``index``
+            (0-based) of ``count``, chosen by a hash of each image's relative file name, into
+            an ``out_dir`` that the other shards share (a network folder; several processes on
+            one machine work too). Every shard must be given the same images, classes, prompt
+            and pipeline settings. The shard writes its per-image results and
+            ``summary.shard-K-of-N.json`` / ``errors.shard-K-of-N.jsonl``; when every shard
+            has finished, :func:`~grounded_sam.autolabel.merge.merge_shards` (``grounded-sam
+            merge OUT``) writes the exports, the same as one unsharded run would.
 
     Returns:
-        A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``.
+        A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``
+        (for a shard: only that shard's images, in ``summary.shard-K-of-N.json``).
 
     Raises:
         ConfigMismatchError: ``out_dir`` holds results of another prompt, classes or pipeline
             settings (use a new folder or ``overwrite=True``).
         FileNotFoundError: no images found.
+        ValueError: a bad ``shard``, or ``overwrite=True`` with a shard (it would delete the
+            other shards' work: empty the folder once before starting them).
     """
     classes = parse_classes(classes)
     prompt = prompt if prompt is not None else " . ".join(classes)
     formats = check_formats(formats)
+    shard = Shard.parse(shard) if shard is not None else None
+    if shard is not None and overwrite:
+        raise ValueError(
+            f"overwrite=True (`--overwrite`) cannot be combined with a shard ({shard}): it would "
+            f"delete the results of the other shards in the shared folder. Delete {out_dir} (or "
+            f"use a new folder) once, before starting the shards."
+        )
     out = Path(out_dir).expanduser()
     items = list_images(images, exclude=out)
     state = out / STATE_DIR
@@ -90,18 +110,35 @@ def auto_label(
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    prepare_state(state, config)
+        for stale in (
+            *out.glob("summary.shard-*-of-*.json"),
+            *out.glob("errors.shard-*-of-*.jsonl"),
+        ):
+            stale.unlink()
+    fingerprint = prepare_state(state, config)
+    # an unsharded run is the one shard of one: `merge` can rebuild its exports too
+    mine = write_manifest(state, shard or Shard(0, 1), items, config=fingerprint, formats=formats)
 
     exports = Exports(out, classes, formats)
-    pending = [it for it in items if not (resume and is_done(state, it))]
-    resumed = len(items) - len(pending)
+    pending = [it for it in mine if not (resume and is_done(state, it, fingerprint))]
+    resumed = len(mine) - len(pending)
     started = time.perf_counter()
     _label_images(
-        pipeline, pending, prompt, classes, state, exports, progress, prefetch, resumed, len(items)
+        pipeline,
+        pending,
+        prompt=prompt,
+        classes=classes,
+        state=state,
+        config=fingerprint,
+        exports=exports,
+        progress=progress,
+        prefetch=prefetch,
+        done=resumed,
+        total=len(mine),
     )
     seconds = time.perf_counter() - started
 
-    summary = build_outputs(out, items, classes, exports)
+    summary = build_outputs(out, mine, classes, exports, config=fingerprint, shard=shard)
     summary.run_resumed = resumed
     summary.run_labelled = len(pending)
     summary.run_seconds = seconds
@@ -112,24 +149,28 @@ def auto_label(
 def _label_images(
     pipeline: Any,
     pending: Sequence[ImageItem],
+    *,
     prompt: str,
     classes: list[str],
     state: Path,
+    config: str,
     exports: Exports,
     progress: bool,
     prefetch: int,
-    resumed: int,
+    done: int,
     total: int,
 ) -> None:
+    """Label ``pending``, writing each image's exports, then its state record (with the
+    configuration fingerprint ``config``). ``done`` of ``total`` were finished before."""
     from tqdm.auto import tqdm
 
     segmenter = getattr(pipeline, "segmenter", None)
     clear_cache = getattr(segmenter, "clear_cache", None)  # no image comes twice: free memory
-    bar = tqdm(total=total, initial=resumed, unit="img", desc="labelling", disable=not progress)
+    bar = tqdm(total=total, initial=done, unit="img", desc="labelling", disable=not progress)
     decoded = prefetch_images(pending, prefetch)
     try:
         for item, image, reason in decoded:
-            record = new_record(item)
+            record = new_record(item, config)
             if image is not None:
                 try:
                     detections = pipeline(image, prompt, classes=classes)
