@@ -1,16 +1,20 @@
 """The ``grounded-sam`` command: label a folder, evaluate a labelling, fetch models, inspect.
 
     grounded-sam label IMAGES -o OUT --classes "cat,dog"     # COCO / YOLO / PNG dataset
+    grounded-sam label IMAGES -o OUT ... --shard K/N         # one shard of N (shared OUT)
+    grounded-sam merge OUT                                   # the exports, once shards finish
     grounded-sam eval predictions.json ground_truth.json     # COCO AP table
     grounded-sam download sam_vit_b grounding-dino-tiny      # checkpoints into models/
     grounded-sam info                                        # versions, device, models
 
 Exit codes: 0 success; 1 failure (the message says what to do); 2 usage error; 3 ``label
---fail-on-skip`` when some images could not be read; 130 interrupted (Ctrl-C).
+--fail-on-skip`` when some images could not be read; 4 ``merge`` while a shard has not
+finished; 130 interrupted (Ctrl-C).
 
-One module per command (:mod:`~.label`, :mod:`~.eval`, :mod:`~.models` for ``download`` and
-``info``); :mod:`~.common` holds the exit codes and argument types they share. Each module
-imports what its command needs when the command runs, so ``--help`` is fast.
+One module per command (:mod:`~.label`, :mod:`~.merge`, :mod:`~.eval`, :mod:`~.models` for
+``download`` and ``info``); :mod:`~.common` holds the exit codes and argument types they
+share. Each module imports what its command needs when the command runs, so ``--help`` is
+fast.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import sys
 from collections.abc import Sequence
 
 from grounded_sam.cli import eval as eval_command
-from grounded_sam.cli import label, models
+from grounded_sam.cli import label, merge, models
 from grounded_sam.cli.common import (
     DEBUG_ENV,
     EXIT_CODES,
     EXIT_FAILURE,
+    EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SKIPPED,
@@ -38,6 +43,7 @@ __all__ = [
     "DEBUG_ENV",
     "EXIT_CODES",
     "EXIT_FAILURE",
+    "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_SKIPPED",
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"grounded-sam {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     label.add_label(commands)
+    merge.add_merge(commands)
     eval_command.add_eval(commands)
     models.add_download(commands)
     models.add_info(commands)

@@ -6,6 +6,7 @@ import argparse
 
 DEBUG_ENV = "GROUNDED_SAM_DEBUG"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INCOMPLETE = 4
 
 EXIT_CODES = """\
 exit codes:
@@ -13,8 +14,10 @@ exit codes:
   1    failure: missing model files, unreadable input, another run's results in OUT …
        (the message says what to do)
   2    usage error (bad option or argument)
-  3    label --fail-on-skip only: everything else was labelled, but some images could not
-       be read (they are listed, and in OUT/errors.jsonl)
+  3    label/merge --fail-on-skip only: everything else was labelled, but some images
+       could not be read (they are listed, and in OUT/errors.jsonl)
+  4    merge only: some shards have not finished (the message says how many images each
+       still lacks); run them again, they resume
   130  interrupted (Ctrl-C); `label` resumes when run again with the same arguments
 """
 

@@ -24,6 +24,15 @@ SAM_TYPES = ("vit_b", "vit_l", "vit_h")
 FORMATS = ("coco", "yolo", "png")
 
 
+def shard_arg(text: str) -> Any:
+    from grounded_sam.autolabel.shards import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def formats_list(text: str) -> list[str]:
     names = comma_list(text.lower())
     bad = [n for n in names if n not in FORMATS]
@@ -45,11 +54,16 @@ def add_label(commands: Any) -> None:
             "Results are saved per image as they finish; run the same command again after an\n"
             "interruption and it resumes where it stopped, writing the same files as an\n"
             "uninterrupted run. Images that cannot be read are skipped and listed.\n\n"
+            "A dataset too big for one machine: run shard K of N on each machine (or several\n"
+            "processes on one) into one shared OUT with --shard K/N and the same arguments,\n"
+            "then `grounded-sam merge OUT` writes the exports (see docs/DISTRIBUTED.md).\n\n"
             "examples:\n"
             '  grounded-sam label photos/ -o labels/ --classes "cat,dog"\n'
             "  grounded-sam label 'photos/**/*.jpg' -o labels/ --prompt \"cat . dog\" "
             "--formats coco,yolo\n"
-            "  grounded-sam label photos/ -o /tmp/smoke --classes cat --tiny-random"
+            "  grounded-sam label photos/ -o /tmp/smoke --classes cat --tiny-random\n"
+            '  grounded-sam label /shared/photos -o /shared/labels --classes "cat,dog" '
+            "--shard 0/4"
         ),
     )
     p.add_argument(
@@ -90,7 +104,15 @@ def add_label(commands: Any) -> None:
     out.add_argument(
         "--overwrite",
         action="store_true",
-        help="discard results that OUT holds from an earlier run (of any configuration)",
+        help="discard results that OUT holds from an earlier run (of any configuration); "
+        "not with --shard",
+    )
+    out.add_argument(
+        "--shard",
+        type=shard_arg,
+        metavar="K/N",
+        help="label only shard K (0 … N-1) of N, into an OUT that the other shards share; "
+        "then `grounded-sam merge OUT`",
     )
     out.add_argument(
         "--fail-on-skip",
@@ -176,6 +198,11 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     if not args.classes and not args.prompt:
         raise UsageError("label needs --classes or --prompt (or both)")
+    if args.shard is not None and args.overwrite:
+        raise UsageError(
+            "--overwrite cannot be combined with --shard: it would delete the other shards' "
+            "results. Delete OUT (or use a new folder) once, before starting the shards"
+        )
     classes = parse_classes(args.classes or args.prompt)
     synonyms: dict[str, list[str]] = {}
     for item in args.synonym:
@@ -235,31 +262,53 @@ def cmd_label(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        shard=args.shard,
     )
-    if args.json:
+    skipped = report(summary, as_json=args.json)
+    if summary.shard is not None and not args.json:
+        print(
+            f"shard {summary.shard} done; when every shard has finished: "
+            f"grounded-sam merge {summary.out_dir}"
+        )
+    return EXIT_SKIPPED if skipped and args.fail_on_skip else EXIT_OK
+
+
+def report(summary: Any, *, as_json: bool) -> bool:
+    """Print ``summary`` (a ``LabelSummary``) on stdout, as text or JSON, and its skipped
+    images on stderr. Returns whether some images were skipped."""
+    if as_json:
         print(json.dumps({**summary.to_dict(), "out_dir": summary.out_dir}, indent=2))
     else:
         _print_summary(summary)
     if summary.skipped:
+        from grounded_sam.autolabel.outputs import output_names
+        from grounded_sam.autolabel.shards import Shard
+
+        errors = output_names(Shard.parse(summary.shard) if summary.shard else None)[1]
         print(
             f"warning: {len(summary.skipped)} image(s) could not be read and were skipped "
-            f"(listed in {summary.out_dir}/errors.jsonl)",
+            f"(listed in {summary.out_dir}/{errors})",
             file=sys.stderr,
         )
-        if not args.json:
+        if not as_json:
             for s in summary.skipped:
                 print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
-        if args.fail_on_skip:
-            return EXIT_SKIPPED
-    return EXIT_OK
+    return bool(summary.skipped)
 
 
 def _print_summary(summary: Any) -> None:
+    what = f"shard {summary.shard}: " if summary.shard else ""
+    of = "images of this shard" if summary.shard else "images"
     earlier = f", {summary.run_resumed} of them by an earlier run" if summary.run_resumed else ""
+    run = (
+        f"; this run: {summary.run_labelled} images in {summary.run_seconds:.1f} s "
+        f"({summary.run_images_per_second:.2f} images/s)"
+        if summary.run_seconds
+        else ""
+    )
     print(
-        f"labelled {summary.images_labelled} of {summary.images_total} images into "
-        f"{summary.out_dir}{earlier}; this run: {summary.run_labelled} images in "
-        f"{summary.run_seconds:.1f} s ({summary.run_images_per_second:.2f} images/s)"
+        f"{what}labelled {summary.images_labelled} of {summary.images_total} {of} into "
+        f"{summary.out_dir}{earlier}{run}"
     )
     per_class = ", ".join(f"{k} {v}" for k, v in summary.detections_per_class.items())
     print(
