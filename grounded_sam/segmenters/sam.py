@@ -85,7 +85,21 @@ class SamSegmenter:
         fast: switch the image encoder to the optimised one of
             ``grounded_sam.segmenters.fast_sam.optimize_sam`` on the first ``embed`` (it
             modifies ``sam`` in place). ``dtype`` is then handed to it (None: it picks the
-            fastest for the device) instead of running under ``torch.autocast``.
+            fastest for the device) instead of running under ``torch.autocast``. Also the
+            default of ``fast_decoder``.
+        fast_decoder: decode and upscale masks with
+            ``grounded_sam.segmenters.fast_decoder`` (image-side work shared by all prompts,
+            one resampling to the original size, reduced precision by ``decoder_dtype``)
+            instead of SAM's own modules; None follows ``fast``. The default (False) path is
+            bit-identical to ``SamPredictor``; the fast one in float32 gives the same low-res
+            logits up to float rounding and masks that differ from SAM's only along edges
+            (one bilinear resampling instead of two). Decoders other than segment_anything's
+            ``MaskDecoder`` always take the default path.
+        decoder_dtype: compute dtype of the fast decoder: None follows ``dtype`` when that
+            was given, else "auto" (bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs that
+            support it, float16 on other GPUs, float32 elsewhere); "fp32", "bf16", "fp16" or a
+            ``torch.dtype`` explicitly. ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. Logits
+            and IoU predictions are returned as float32 either way.
     """
 
     def __init__(
@@ -97,9 +111,13 @@ class SamSegmenter:
         dtype: str | torch.dtype | None = None,
         max_batch: int = 64,
         fast: bool = False,
+        fast_decoder: bool | None = None,
+        decoder_dtype: str | torch.dtype | None = None,
     ):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
+
+        from grounded_sam import runtime
 
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -109,6 +127,11 @@ class SamSegmenter:
         self._dtype_requested = dtype is not None
         self.max_batch = int(max_batch)
         self.fast = bool(fast)
+        self.fast_decoder = self.fast if fast_decoder is None else bool(fast_decoder)
+        runtime.parse_dtype(decoder_dtype)  # refuse a bad spelling now, not on first decode
+        if decoder_dtype is None and self._dtype_requested:
+            decoder_dtype = dtype
+        self._decoder_dtype_setting = decoder_dtype
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.stats = SegmenterStats()
         self._cache: LRUCache[ImageEmbedding] = LRUCache(cache_size)
@@ -175,7 +198,8 @@ class SamSegmenter:
     def __repr__(self) -> str:
         return (
             f"SamSegmenter(device={self.device}, dtype={self.dtype}, max_batch={self.max_batch},"
-            f" cache_size={self._cache.maxsize}, fast={self.fast})"
+            f" cache_size={self._cache.maxsize}, fast={self.fast},"
+            f" fast_decoder={self.fast_decoder})"
         )
 
     # ------------------------------------------------------------------ embedding
@@ -279,7 +303,8 @@ class SamSegmenter:
         Returns:
             ``low_res_logits`` float32 (B, M, 256, 256) and ``iou_pred`` float32 (B, M) on the
             segmenter's device, M = 3 if ``multimask`` else 1. The decoder runs once per
-            chunk of ``max_batch`` prompts; B = 0 runs nothing.
+            chunk of ``max_batch`` prompts; B = 0 runs nothing. With ``fast_decoder`` the
+            values are those of :func:`grounded_sam.segmenters.fast_decoder.decode_masks`.
         """
         import torch
 
@@ -299,6 +324,7 @@ class SamSegmenter:
             empty = torch.zeros((0, m, *low_res), dtype=torch.float32, device=self.device)
             return empty, torch.zeros((0, m), dtype=torch.float32, device=self.device)
 
+        fast = self._fast_decode_fn()
         lows, ious = [], []
         with torch.no_grad():
             image_pe = self.sam.prompt_encoder.get_dense_pe()
@@ -309,13 +335,16 @@ class SamSegmenter:
                     boxes=chunk.boxes,
                     masks=chunk.masks,
                 )
-                low, iou = self.sam.mask_decoder(
-                    image_embeddings=embedding.features,
-                    image_pe=image_pe,
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask,
-                )
+                if fast is not None:
+                    low, iou = fast(embedding.features, image_pe, sparse, dense, multimask)
+                else:
+                    low, iou = self.sam.mask_decoder(
+                        image_embeddings=embedding.features,
+                        image_pe=image_pe,
+                        sparse_prompt_embeddings=sparse,
+                        dense_prompt_embeddings=dense,
+                        multimask_output=multimask,
+                    )
                 lows.append(low)
                 ious.append(iou)
                 with self._lock:
@@ -325,19 +354,53 @@ class SamSegmenter:
             return lows[0].float(), ious[0].float()
         return torch.cat(lows).float(), torch.cat(ious).float()
 
+    def _fast_decode_fn(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+        """The fast decoder bound to this model and dtype, or None for SAM's own decoder."""
+        if not self.fast_decoder:
+            return None
+        from grounded_sam import runtime
+        from grounded_sam.segmenters import fast_decoder
+
+        decoder = self.sam.mask_decoder
+        if not fast_decoder.supports(decoder):
+            return None
+        dtype = runtime.resolve_compute_dtype(self._decoder_dtype_setting, self.device)
+
+        def decode(
+            features: torch.Tensor,
+            image_pe: torch.Tensor,
+            sparse: torch.Tensor,
+            dense: torch.Tensor,
+            multimask: bool,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return fast_decoder.decode_masks(
+                decoder, features, image_pe, sparse, dense, multimask=multimask, dtype=dtype
+            )
+
+        return decode
+
     def upscale_masks(
         self, low_res_logits: torch.Tensor, embedding: ImageEmbedding
     ) -> torch.Tensor:
         """(B, M, 256, 256) low-res logits -> (B, M, H, W) float logits at the original size.
 
-        SAM's ``postprocess_masks``: upscale to 1024, remove the padding, resize to (H, W).
-        Threshold with :attr:`mask_threshold` to get masks.
+        SAM's ``postprocess_masks`` (upscale to 1024, remove the padding, resize to (H, W)),
+        bit for bit, without upscaling the padding
+        (``fast_decoder.upscale_logits_exact``). With ``fast_decoder``: one bilinear
+        resampling of the unpadded region straight to (H, W) (``fast_decoder.upscale_logits``),
+        faster, with masks that differ along edges. Threshold with :attr:`mask_threshold`.
         """
         import torch
 
+        from grounded_sam.segmenters.fast_decoder import upscale_logits, upscale_logits_exact
+
+        upscale = upscale_logits if self.fast_decoder else upscale_logits_exact
         with torch.no_grad():
-            return self.sam.postprocess_masks(
-                low_res_logits, embedding.input_size, embedding.original_size
+            return upscale(
+                low_res_logits,
+                embedding.input_size,
+                embedding.original_size,
+                self.sam.image_encoder.img_size,
             )
 
     def _binary_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
