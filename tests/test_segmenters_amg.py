@@ -158,6 +158,21 @@ def test_batch_size_and_explicit_grids_do_not_change_the_result(sam, image):
     assert (small.masks == base.masks).mean() > 0.999
 
 
+def test_upscaling_in_small_chunks_changes_nothing(sam, image, monkeypatch):
+    from grounded_sam.segmenters import amg
+
+    seg = SamSegmenter(sam)
+    settings = dict(points_per_side=3, pred_iou_thresh=0, stability_score_thresh=0.3)
+    settings["stability_score_offset"] = 0.5
+    whole = seg.generate(image, **settings)
+    monkeypatch.setattr(amg, "_UPSCALE_BUDGET", 1)  # one mask at a time
+    chunked = seg.generate(image, **settings)
+    assert len(whole) >= 2
+    np.testing.assert_array_equal(chunked.masks, whole.masks)
+    np.testing.assert_array_equal(chunked.scores, whole.scores)
+    np.testing.assert_array_equal(chunked.data["stability_score"], whole.data["stability_score"])
+
+
 def test_reuses_the_cached_embedding(sam, image):
     calls = []
     hook = sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))

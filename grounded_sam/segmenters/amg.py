@@ -86,6 +86,11 @@ class _Candidates:
         return {key: torch.cat(values) for key, values in self.parts.items()}
 
 
+# Float logits upscaled at once (SAM's 1024 x 1024 step plus the crop size, 4 bytes a pixel):
+# bounds memory on large images without changing any value (upscaling is per mask).
+_UPSCALE_BUDGET = 256 * 2**20
+
+
 def _process_crop(
     segmenter: SamSegmenter,
     image: np.ndarray,
@@ -105,11 +110,6 @@ def _process_crop(
     or None when nothing survives.
     """
     import torch
-    from segment_anything.utils.amg import (
-        batched_mask_to_box,
-        calculate_stability_score,
-        is_box_near_crop_edge,
-    )
     from torchvision.ops import batched_nms
 
     x0, y0, x1, y1 = crop_box
@@ -119,7 +119,7 @@ def _process_crop(
     crop = image if whole else np.ascontiguousarray(image[y0:y1, x0:x1])
     embedding = segmenter.embed(crop)
     crop_h, crop_w = crop.shape[:2]
-    threshold = float(segmenter.sam.mask_threshold)
+    step = max(1, _UPSCALE_BUDGET // (4 * (1024 * 1024 + crop_h * crop_w)))
 
     points_all = grid * np.array([[crop_w, crop_h]], dtype=np.float64)  # (P, 2) xy, crop frame
     found = _Candidates()
@@ -141,37 +141,20 @@ def _process_crop(
         if pred_iou_thresh > 0.0:
             keep = iou > pred_iou_thresh
             low_res, iou, point_xy = low_res[keep], iou[keep], point_xy[keep.cpu()]
-        if len(iou) == 0:
-            continue
-
-        logits = segmenter.upscale_masks(low_res[:, None], embedding)[:, 0]  # (k, crop_h, crop_w)
-        del low_res
-        stability = calculate_stability_score(logits, threshold, stability_score_offset)
-        if stability_score_thresh > 0.0:
-            keep = stability >= stability_score_thresh
-            logits, iou, point_xy, stability = (
-                logits[keep],
-                iou[keep],
-                point_xy[keep.cpu()],
-                stability[keep],
+        for i in range(0, len(iou), step):
+            chunk = slice(i, i + step)
+            _full_size_filters(
+                segmenter,
+                embedding,
+                found,
+                low_res[chunk],
+                iou[chunk],
+                point_xy[chunk],
+                crop_box,
+                (orig_h, orig_w),
+                stability_score_thresh,
+                stability_score_offset,
             )
-        masks = logits > threshold
-        del logits
-        boxes = batched_mask_to_box(masks)  # inclusive xyxy, crop frame
-
-        # Masks cut by the crop's border (but not by the image's) are left to other crops.
-        keep = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
-        if not bool(keep.all()):
-            masks, iou, point_xy, stability, boxes = (
-                masks[keep],
-                iou[keep],
-                point_xy[keep.cpu()],
-                stability[keep],
-                boxes[keep],
-            )
-        if len(iou) == 0:
-            continue
-        found.add(packed=_pack(masks), iou=iou, stability=stability, points=point_xy, boxes=boxes)
 
     data = found.cat()
     if data is None:
@@ -187,6 +170,47 @@ def _process_crop(
     data["boxes"] = data["boxes"] + offset
     data["points"] = data["points"] + torch.tensor([x0, y0], device=data["points"].device)
     return data
+
+
+def _full_size_filters(
+    segmenter: SamSegmenter,
+    embedding: Any,
+    found: _Candidates,
+    low_res: torch.Tensor,
+    iou: torch.Tensor,
+    point_xy: torch.Tensor,
+    crop_box: list[int],
+    orig_size: tuple[int, int],
+    stability_score_thresh: float,
+    stability_score_offset: float,
+) -> None:
+    """Upscale K low-res logits (K, 256, 256) to the crop, apply the filters that need the
+    full-size mask (stability score, crop edge) and add the survivors to ``found``."""
+    from segment_anything.utils.amg import (
+        batched_mask_to_box,
+        calculate_stability_score,
+        is_box_near_crop_edge,
+    )
+
+    if len(iou) == 0:
+        return
+    threshold = float(segmenter.sam.mask_threshold)
+    logits = segmenter.upscale_masks(low_res[:, None], embedding)[:, 0]  # (K, crop_h, crop_w)
+    stability = calculate_stability_score(logits, threshold, stability_score_offset)
+    if stability_score_thresh > 0.0:
+        keep = stability >= stability_score_thresh
+        logits, iou, stability = logits[keep], iou[keep], stability[keep]
+        point_xy = point_xy[keep.cpu()]
+    masks = logits > threshold
+    del logits
+    boxes = batched_mask_to_box(masks)  # inclusive xyxy, crop frame
+    # Masks cut by the crop's border (but not by the image's) are left to other crops.
+    keep = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
+    if not bool(keep.all()):
+        masks, iou, stability, boxes = masks[keep], iou[keep], stability[keep], boxes[keep]
+        point_xy = point_xy[keep.cpu()]
+    if len(iou):
+        found.add(packed=_pack(masks), iou=iou, stability=stability, points=point_xy, boxes=boxes)
 
 
 def _remove_small_regions(
