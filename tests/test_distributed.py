@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,44 @@ def test_two_shards_then_merge_write_what_one_run_writes(pipe, tmp_path):
     before = {name: (reference / name).read_bytes() for name in FINAL_FILES}
     merge_shards(reference)
     assert {name: (reference / name).read_bytes() for name in FINAL_FILES} == before
+
+    # the per-image results are shared: an unsharded run over the shards' folder labels
+    # nothing again (but the unreadable image), and the folder then holds two splits
+    whole = label(pipe, images, shared)
+    assert whole.run_resumed == one_run.images_labelled and whole.run_labelled == 1
+    with pytest.raises(MergeError, match="split 1 and 2 ways"):
+        merge_shards(shared)
+    with pytest.raises(MergeError, match="no run split 3 ways"):
+        merge_shards(shared, shards=3)
+    assert merge_shards(shared, shards=2).to_dict() == one_run.to_dict()
+    assert (shared / "annotations.coco.json").read_bytes() == before["annotations.coco.json"]
+
+
+def test_of_shards_starting_at_once_one_creates_the_configuration(tmp_path):
+    from grounded_sam.autolabel.state import prepare_state
+
+    state = tmp_path / "out" / ".state"
+    configs = [{"prompt": f"cat . dog {i % 2}", "classes": ["cat", "dog"]} for i in range(8)]
+    barrier = threading.Barrier(len(configs))
+    outcome: list[str] = [""] * len(configs)
+
+    def start(i: int) -> None:
+        barrier.wait()
+        try:
+            prepare_state(state, configs[i])
+            outcome[i] = "ran"
+        except ConfigMismatchError:
+            outcome[i] = "refused"
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(len(configs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kept = json.loads((state / "config.json").read_text())
+    assert kept in configs
+    assert outcome == ["ran" if c == kept else "refused" for c in configs]
+    assert [p.name for p in state.iterdir()] == ["config.json"]  # no temporary file left
 
 
 def test_merge_says_what_an_unfinished_shard_lacks_and_can_merge_partially(pipe, tmp_path, capsys):
