@@ -1,39 +1,108 @@
-"""CPU time of a full-size Grounding DINO (Swin-T + BERT-base) forward at 800x1333.
+"""Full-size Grounding DINO (Swin-T + BERT-base) at 800x1333: transformers fp32 vs ours.
 
 Random weights: the arithmetic is that of IDEA-Research/grounding-dino-tiny, no download
-needed. Measures fp32 and bf16 autocast side by side through ``GroundingDinoDetector``
-(median of ``--runs`` forwards after one warm-up), prints the ratio and how many detections
-above the box threshold agree between the two; then the Swin backbone's share of a forward,
-which is what a long vocabulary saves per extra chunk (``vocab_chunks.reuse_backbone``).
+needed. Side by side in one process, alternately (ref, ours, ref, ours, ...):
+
+- ``reference``: transformers' ``GroundingDinoForObjectDetection`` forward in float32;
+- ``ours-fp32``: :func:`optimize_grounding_dino` with ``dtype="fp32"`` (deformable attention
+  without grid_sample; same numbers);
+- ``ours``: :func:`optimize_grounding_dino` with ``--dtype`` (default bf16: autocast with
+  float32 islands for sample positions, box heads and logits).
+
+Prints medians of wall and process CPU time (``time.process_time``, all threads: the
+number to trust on a shared machine), ratios, achieved GFLOP/s against the matmul ceiling,
+agreement of the detections above the box threshold (IoU >= 0.9 and the same class),
+relative L2 of probabilities and boxes against float32, and the peak RSS of one forward of
+each variant in its own child process. Then the Swin backbone's share of a forward.
 
     python benchmarks/bench_grounding_dino.py [--threads 2] [--runs 3] [--size 800 1333]
+        [--dtype bf16] [--no-memory]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import copy
+import json
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    median,
+    model_flops,
+    peak_rss_mib,
+    print_header,
+    run_child,
+    set_threads,
+)
+
+PROMPT = "cat . dog . traffic light . person . car"
 
 
-def median_time(fn, runs: int) -> tuple[float, float, object]:
-    """(median wall seconds, median process CPU seconds, last output) after one warm-up.
+def build(size: tuple[int, int], box_threshold: float):
+    """(model, detector, pixels, tokens, image size): full-size random model, one image."""
+    import torch
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
 
-    CPU seconds (all threads together) stay meaningful on a busy machine where wall time
-    does not; with ``--threads N`` an idle machine's wall time is about CPU / N.
-    """
-    out = fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu), out
+    from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
+    from grounded_sam.detectors.phrases import Prompt, PromptTokens
+    from grounded_sam.testing.grounding_dino import tiny_grounding_dino_processor
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        # the tiny vocabulary's ids (< 1100) fit BERT-base's 30522-entry embedding
+        processor = tiny_grounding_dino_processor(vocab_dir)
+    processor.image_processor.size = {"shortest_edge": size[0], "longest_edge": size[1]}
+    model = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
+    det = GroundingDinoDetector(model, processor, box_threshold=box_threshold)
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    tokens = PromptTokens.from_tokenizer(processor.tokenizer, Prompt.from_classes(PROMPT))
+    pixels, image_size = det.preprocess_image(image)
+    return model, det, pixels, tokens, image_size
+
+
+def variants(det, dtype: str) -> dict:
+    """name -> detector; ours share nothing mutable with the reference (deep copies)."""
+    from grounded_sam.detectors.fast_grounding_dino import optimize_grounding_dino
+    from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
+
+    out = {"reference": det}
+    for name, dt in (("ours-fp32", "fp32"), ("ours", dtype)):
+        model = optimize_grounding_dino(copy.deepcopy(det.model), dtype=dt)
+        out[name] = GroundingDinoDetector(model, det.processor, box_threshold=det.box_threshold)
+    return out
+
+
+def agreement(ref, ours) -> tuple[int, int, int, int]:
+    """(n ref, n ours, ref boxes with an ours box of IoU >= 0.9 and the same class, >= 0.5)."""
+    from grounded_sam.geometry import box_iou
+
+    if not len(ref) or not len(ours):
+        return len(ref), len(ours), 0, 0
+    iou = box_iou(ref.xyxy, ours.xyxy)
+    match, best = iou.argmax(1), iou.max(1)
+    same = ours.class_id[match] == ref.class_id
+    return len(ref), len(ours), int(((best >= 0.9) & same).sum()), int((best >= 0.5).sum())
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+
+def child(args: argparse.Namespace) -> None:
+    """One variant alone: build, one forward; print peak RSS as JSON."""
+    set_threads(args.threads)
+    _, det, pixels, tokens, _ = build(tuple(args.size), args.box_threshold)
+    if args.child != "reference":
+        det = variants(det, args.dtype)[args.child]
+    before = peak_rss_mib()
+    det.forward(pixels, tokens)
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "before_mib": before}))
 
 
 def main() -> None:
@@ -42,64 +111,76 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, nargs=2, default=(800, 1333), metavar=("H", "W"))
     parser.add_argument("--box-threshold", type=float, default=0.35)
+    parser.add_argument("--dtype", default="bf16", help="ours' compute dtype (bf16, fp32, auto)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args)
 
-    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+    import torch
 
-    from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
-    from grounded_sam.detectors.phrases import Prompt, PromptTokens
-    from grounded_sam.geometry import box_iou
-    from grounded_sam.testing.grounding_dino import tiny_grounding_dino_processor
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    h, w = args.size
-    with tempfile.TemporaryDirectory() as vocab_dir:
-        # the tiny vocabulary's ids (< 1100) fit BERT-base's 30522-entry embedding
-        processor = tiny_grounding_dino_processor(vocab_dir)
-    processor.image_processor.size = {"shortest_edge": 800, "longest_edge": 1333}
-    config = GroundingDinoConfig()  # Swin-T backbone, BERT-base text encoder, 900 queries
-    model = GroundingDinoForObjectDetection(config).eval()
+    threads = set_threads(args.threads)
+    ceilings = print_header("Grounding DINO Swin-T/BERT-base, random weights", threads)
+    model, det, pixels, tokens, size = build(tuple(args.size), args.box_threshold)
     n_params = sum(p.numel() for p in model.parameters())
-    det = GroundingDinoDetector(model, processor, box_threshold=args.box_threshold)
-
-    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    prompt = Prompt.from_classes("cat . dog . traffic light . person . car")
-    tokens = PromptTokens.from_tokenizer(processor.tokenizer, prompt)
-    pixels, size = det.preprocess_image(image)
     print(
-        f"Grounding DINO Swin-T/BERT-base, random weights, {n_params / 1e6:.1f} M parameters; "
-        f"image {h}x{w} -> model input {tuple(pixels['pixel_values'].shape[-2:])}; "
-        f"{len(tokens)} text tokens; torch {torch.__version__}, {args.threads} threads"
+        f"   {n_params / 1e6:.1f} M parameters; image {args.size[0]}x{args.size[1]} -> model input "
+        f"{tuple(pixels['pixel_values'].shape[-2:])}; {len(tokens)} text tokens; ours dtype "
+        f"{args.dtype}"
     )
+    dets = variants(det, args.dtype)
+    flops = model_flops(lambda: det.forward(pixels, tokens))  # also the reference's warm-up
 
-    def fp32():
-        return det.forward(pixels, tokens)
+    wall: dict[str, list[float]] = {k: [] for k in dets}
+    cpu: dict[str, list[float]] = {k: [] for k in dets}
+    outs = {}
+    for name, d in dets.items():  # warm-up (oneDNN primitives, allocator)
+        if name != "reference":
+            d.forward(pixels, tokens)
+    for _ in range(args.runs):
+        for name, d in dets.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            outs[name] = d.forward(pixels, tokens)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
 
-    def bf16():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return det.forward(pixels, tokens)
+    ref_w, ref_c = median(wall["reference"]), median(cpu["reference"])
+    print(f"   model FLOPs per forward (FlopCounterMode): {flops / 1e9:.0f} GFLOP")
+    for name in dets:
+        w, c = median(wall[name]), median(cpu[name])
+        # GFLOP/s per thread-second of CPU, times threads: robust to a busy machine
+        rate = flops / (c / threads) / 1e9
+        ceiling = ceilings["bfloat16" if name == "ours" and args.dtype != "fp32" else "float32"]
+        print(
+            f"{name:>10}: median {w:7.2f} s wall, {c:7.2f} s CPU ({args.runs} runs); "
+            f"ratio to reference {w / ref_w:.2f} wall, {c / ref_c:.2f} CPU "
+            f"(speed-up {ref_w / w:.2f}x wall, {ref_c / c:.2f}x CPU); "
+            f"{rate:.0f} GFLOP/s per CPU-time = {rate / ceiling:.0%} of the matmul ceiling"
+        )
 
-    t32, c32, (p32, b32) = median_time(fp32, args.runs)
-    t16, c16, (p16, b16) = median_time(bf16, args.runs)
-    print(f"fp32 forward:          median {t32:7.2f} s wall, {c32:7.2f} s CPU ({args.runs} runs)")
-    print(f"bf16 autocast forward: median {t16:7.2f} s wall, {c16:7.2f} s CPU ({args.runs} runs)")
-    print(f"bf16 / fp32 ratio: {t16 / t32:.2f} wall, {c16 / c32:.2f} CPU")
+    p_ref, b_ref = outs["reference"]
+    d_ref = det.postprocess(p_ref, b_ref, tokens, size)
+    for name in ("ours-fp32", "ours"):
+        p, b = outs[name]
+        n_ref, n_ours, agree9, agree5 = agreement(d_ref, det.postprocess(p, b, tokens, size))
+        print(
+            f"{name:>10} vs reference: detections above {args.box_threshold}: {n_ref} vs {n_ours}; "
+            f"IoU >= 0.9 & same class: {agree9}/{n_ref} ({agree9 / max(n_ref, 1):.0%}); "
+            f"IoU >= 0.5: {agree5}/{n_ref}; rel L2 probs {rel_l2(p_ref, p):.2e}, "
+            f"boxes {rel_l2(b_ref, b):.2e} (query by query)"
+        )
 
-    d32 = det.postprocess(p32, b32, tokens, size)
-    d16 = det.postprocess(p16, b16, tokens, size)
-    # Agreement by geometry, not by query index: two-stage query selection may order the
-    # same proposals differently under bf16.
-    iou = box_iou(d32.xyxy, d16.xyxy)
-    match = iou.argmax(1) if len(d16) else np.zeros(len(d32), dtype=np.int64)
-    best = iou.max(1) if len(d16) else np.zeros(len(d32))
-    same_class = d16.class_id[match] == d32.class_id if len(d16) else np.zeros(len(d32), bool)
-    agree = int(((best >= 0.9) & same_class).sum())
-    print(
-        f"detections above box_threshold {args.box_threshold}: fp32 {len(d32)}, bf16 {len(d16)}; "
-        f"fp32 boxes with a bf16 box of IoU >= 0.9 and the same class: {agree} "
-        f"({agree / max(len(d32), 1):.0%}); with IoU >= 0.5: {int((best >= 0.5).sum())}"
-    )
+    if not args.no_memory:
+        for name in dets:
+            extra = ["--threads", str(args.threads), "--dtype", args.dtype, "--size"]
+            res = run_child(
+                [__file__, "--child", name, *extra, *map(str, args.size)],
+            )
+            print(
+                f"{name:>10}: peak RSS {res['peak_rss_mib']:.0f} MiB "
+                f"(model built: {res['before_mib']:.0f} MiB) in a child process, one forward"
+            )
 
     backbone = model.model.backbone
 
@@ -107,10 +188,15 @@ def main() -> None:
         with torch.inference_mode():
             return backbone(pixels["pixel_values"], pixels["pixel_mask"])
 
-    tb, cb, _ = median_time(backbone_only, args.runs)
+    backbone_only()
+    cb = []
+    for _ in range(args.runs):
+        c0 = time.process_time()
+        backbone_only()
+        cb.append(time.process_time() - c0)
     print(
-        f"Swin backbone alone: median {tb:.2f} s wall, {cb:.2f} s CPU = {cb / c32:.0%} of an "
-        "fp32 forward's CPU time (saved per extra chunk of a long vocabulary)"
+        f"Swin backbone alone (fp32): median {median(cb):.2f} s CPU = {median(cb) / ref_c:.0%} of "
+        "a reference forward's CPU time (saved per extra chunk of a long vocabulary)"
     )
 
 

@@ -127,6 +127,13 @@ class GroundingDinoDetector:
             prefers a separator token is lost.
         device: move the model there (e.g. ``"cuda"``); ``None`` leaves it where it is.
         dtype: cast the model (e.g. ``torch.bfloat16``); ``None`` leaves it as it is.
+        fast: run the model through
+            :func:`~grounded_sam.detectors.fast_grounding_dino.optimize_grounding_dino`
+            (deformable attention without grid_sample; bf16 autocast with float32 box heads
+            and logits where the hardware has bf16). Applied in place on the first
+            ``detect``/``forward``. Off by default.
+        fast_dtype: compute dtype of the fast path (``None``/"auto", "bf16", "fp32", ...);
+            ``GROUNDED_SAM_FORCE_FP32=1`` forces float32.
 
     Thread safety: ``detect`` keeps no per-request state on the detector; concurrent calls
     on one detector are safe as far as the model's forward is (PyTorch inference is).
@@ -145,7 +152,15 @@ class GroundingDinoDetector:
         class_restricted: bool = False,
         device: Any = None,
         dtype: Any = None,
+        fast: bool = False,
+        fast_dtype: Any = None,
     ):
+        self.fast = bool(fast)
+        if self.fast:
+            from grounded_sam.runtime import parse_dtype
+
+            parse_dtype(fast_dtype)  # a bad spelling fails here, not at the first detect
+        self.fast_dtype = fast_dtype
         self.box_threshold = _check_unit("box_threshold", box_threshold)
         self.text_threshold = _check_unit("text_threshold", text_threshold)
         if nms not in _NMS_MODES:
@@ -302,6 +317,10 @@ class GroundingDinoDetector:
             raise PromptError(
                 f"prompt is {len(tokens)} tokens long, over the model's {self.max_text_len}"
             )
+        if self.fast:
+            from grounded_sam.detectors.fast_grounding_dino import optimize_grounding_dino
+
+            optimize_grounding_dino(self.model, dtype=self.fast_dtype)  # idempotent, cheap
         device = pixels["pixel_values"].device
         input_ids = torch.as_tensor(tokens.input_ids, device=device)[None]
         with torch.inference_mode():
