@@ -29,12 +29,16 @@ _EXPORTS: dict[str, str] = {
     "ClipMaskDetector": "grounded_sam.detectors.clip_masks",
     "Pipeline": "grounded_sam.pipeline",
     "auto_label": "grounded_sam.autolabel",
+    "merge_shards": "grounded_sam.autolabel",
+    "ConfigMismatchError": "grounded_sam.autolabel",
+    "label": "grounded_sam.labeling",
     "evaluate": "grounded_sam.evaluation",
 }
 
 __all__ = [
     "CheckpointError",
     "ClipMaskDetector",
+    "ConfigMismatchError",
     "Detections",
     "GroundingDinoDetector",
     "ImageEmbedding",
@@ -45,7 +49,9 @@ __all__ = [
     "SamSegmenter",
     "auto_label",
     "evaluate",
+    "label",
     "load_image",
+    "merge_shards",
     "__version__",
 ]
 
@@ -64,12 +70,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from grounded_sam.autolabel import auto_label
+    from grounded_sam.autolabel import ConfigMismatchError, auto_label, merge_shards
     from grounded_sam.detectors.clip_masks import ClipMaskDetector
     from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
     from grounded_sam.errors import CheckpointError, ImageError, MissingCheckpointError, PromptError
     from grounded_sam.evaluation import evaluate
     from grounded_sam.image import load_image
+    from grounded_sam.labeling import label
     from grounded_sam.pipeline import Pipeline
     from grounded_sam.segmenters.sam import ImageEmbedding, SamSegmenter
     from grounded_sam.types import Detections
