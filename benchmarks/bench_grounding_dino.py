@@ -144,6 +144,9 @@ def main() -> None:
             outs[name] = d.forward(pixels, tokens)
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
+            print(
+                f"   run: {name} {wall[name][-1]:.2f} s wall, {cpu[name][-1]:.2f} s CPU", flush=True
+            )
 
     ref_w, ref_c = median(wall["reference"]), median(cpu["reference"])
     print(f"   model FLOPs per forward (FlopCounterMode): {flops / 1e9:.0f} GFLOP")

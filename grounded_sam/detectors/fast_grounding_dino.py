@@ -138,6 +138,46 @@ class _FastMSDAKernel(nn.Module):
         return deformable_attention(value, shapes, sampling_locations, attention_weights)
 
 
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype of an active CPU autocast region, else None."""
+    try:
+        if torch.is_autocast_enabled("cpu"):
+            return torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4
+        if torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return None
+
+
+@functools.cache
+def _mkldnn_linear() -> Any:
+    ops = getattr(torch.ops, "mkldnn", None)
+    if ops is None or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return ops._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class _FastLinear(nn.Linear):
+    """``nn.Linear`` that, under CPU bf16 autocast, runs as one oneDNN bf16 GEMM with the bias
+    in its epilogue (autocast's linear is about 2x slower at 22k x 256 -> 2048 tokens). The
+    weight is cast per call, as autocast does: no persistent copies. Elsewhere: ``F.linear``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = None
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            if _cpu_autocast_dtype() == torch.bfloat16:
+                fused = _mkldnn_linear()
+        if fused is None:
+            return F.linear(x, self.weight, self.bias)
+        dt = torch.bfloat16
+        bias = None if self.bias is None else self.bias.to(dt)
+        return fused(x.to(dt).contiguous(), self.weight.to(dt), bias, "none", [], "")
+
+
 def _float_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     def up(t: Any) -> Any:
         return t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
@@ -242,9 +282,13 @@ def optimize_grounding_dino(model: nn.Module, *, dtype: Any = None) -> nn.Module
         for module in model.modules():
             if type(module) is gd.MultiScaleDeformableAttention:
                 module.__class__ = _FastMSDAKernel
-        for module in _fp32_island_modules(model):
+        islands = _fp32_island_modules(model)
+        for module in islands:
             if not hasattr(type(module), "_gs_base"):
                 module.__class__ = _fp32_class(type(module))
+        for module in model.modules():
+            if type(module) is nn.Linear:
+                module.__class__ = _FastLinear
         model.__class__ = _fast_detector_class(type(model))
     model._gs_dtype = dtype
     return model
