@@ -7,7 +7,7 @@ nothing about time. The rules every script follows:
   noisy neighbour or a frequency change hits both; we print medians and the ratio of medians;
 - the machine's matmul ceiling (fp32 and bf16, 4096^2) is measured in the same run, and the
   achieved GFLOP/s of each variant is printed against it;
-- peak memory is the peak resident set size (``ru_maxrss``) of a child process that runs
+- peak memory is the peak resident set size (``VmHWM``) of a child process that runs
   one variant only, so one variant's peak does not hide another's;
 - models are full-size architectures from the real libraries with seeded random weights:
   the arithmetic is that of the trained models, the outputs are meaningless.
@@ -87,7 +87,18 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own
+    memory. ``getrusage().ru_maxrss`` is the fallback elsewhere; on Linux it is wrong for a
+    child started by fork+exec, which inherits the parent's RSS as its starting maximum.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 

@@ -101,7 +101,10 @@ def _attend(
     step = max(1, min(query_chunk, length))
     for start in range(0, length, step):
         stop = min(start + step, length)
-        mask = None if rel is None else torch.matmul(rel[:, :, start:stop], keys).to(q.dtype)
+        mask = None
+        if rel is not None:  # one 2-D GEMM: (N*heads*chunk, h+w) @ (h+w, L)
+            terms = rel[:, :, start:stop].reshape(-1, rel.shape[-1])
+            mask = torch.mm(terms, keys).view(n, heads, stop - start, length).to(q.dtype)
         o = F.scaled_dot_product_attention(
             q[:, :, start:stop], k, v, attn_mask=mask, scale=attn.scale
         )
