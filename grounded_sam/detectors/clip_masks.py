@@ -79,7 +79,8 @@ class ClipMaskDetector:
             around the mask inside its box.
         square_crops: pad each crop to a square with the fill colour before preprocessing.
         logit_scale: overrides the model's scale (the multiplier itself, e.g. 100.0).
-        model_id: names the model in the text-embedding cache key and in ``repr``.
+        model_id: names the model in ``repr``, ``Pipeline.config`` and the text-embedding
+            cache key (default: the model's class name).
     """
 
     def __init__(
@@ -127,7 +128,8 @@ class ClipMaskDetector:
         self.fill = _fill_colour(background_fill, preprocess)
         self.square_crops = square_crops
         self.logit_scale = logit_scale
-        self.model_id = model_id or f"{type(clip_model).__name__}@{id(clip_model):x}"
+        # Names the model in repr and in Pipeline.config (stable across runs: no object id).
+        self.model_id = model_id or type(clip_model).__name__
         self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
