@@ -6,6 +6,8 @@ the fast encoder reads on every forward.
 
 from __future__ import annotations
 
+import functools
+import platform
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling.image_encoder import Attention, Block, ImageEncoderViT
 
 from grounded_sam import runtime
+from grounded_sam.segmenters import fast_sam
 from grounded_sam.segmenters.fast_sam import is_optimized, optimize_sam, restore_sam
 from grounded_sam.testing.sam import tiny_sam
 
@@ -52,18 +55,37 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize(
-    ("window_size", "query_chunk"),
-    [(4, 4096), (6, 1000)],  # 64 % 6 != 0: padded windows; 1000 does not divide 4096 queries
-)
-def test_fp32_equals_reference_windowed_and_global(window_size, query_chunk):
+@pytest.mark.parametrize("window_size", [4, 6])  # 64 % 6 != 0: padded windows
+def test_fp32_equals_reference_windowed_and_global(window_size):
     sam = _sam(window_size=window_size, depth=3, global_attn_indexes=(1,))
     x = _image()
     ref = _encode(sam, x)
-    optimize_sam(sam, dtype="fp32", query_chunk=query_chunk)
+    optimize_sam(sam, dtype="fp32")
     out = _encode(sam, x)
     assert out.shape == ref.shape == (1, 32, 64, 64)
     assert out.dtype == torch.float32 and out.is_contiguous()
+    assert _max_rel(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("form", ["folded", "masked", "masked in query chunks"])
+def test_global_attention_forms_equal_reference(form, monkeypatch):
+    """Both ways of applying the relative-position bias (folded into q.k, or as a mask,
+    whole or query chunk by chunk) equal SAM's Attention on a non-square grid."""
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=2, use_rel_pos=True, input_size=(20, 24)).eval()
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+        attn.rel_pos_w.normal_(0, 0.5)
+    x = torch.randn(2, 20, 24, 32)
+    with torch.inference_mode():
+        ref = attn(x)
+    monkeypatch.setattr(fast_sam, "_MASK_MAX_KEYS", 0 if form == "folded" else 10**9)
+    if form == "masked in query chunks":  # 77 does not divide 480 queries
+        chunked = functools.partial(fast_sam._attend_masked, query_chunk=77)
+        monkeypatch.setattr(fast_sam, "_attend_masked", chunked)
+    attn.__class__ = fast_sam._FastAttention
+    with torch.inference_mode():
+        out = attn(x)
     assert _max_rel(out, ref) < 1e-5
 
 
@@ -85,7 +107,7 @@ def test_batch_of_two_images_matches_one_by_one():
     sam = _sam(window_size=6)
     x = _image(batch=2, seed=1)
     ref = _encode(sam, x)
-    optimize_sam(sam, dtype="fp32", query_chunk=512)
+    optimize_sam(sam, dtype="fp32")
     out = _encode(sam, x)
     assert _max_rel(out, ref) < 1e-5
     assert _max_rel(_encode(sam, x[1:]), ref[1:]) < 1e-5
@@ -136,8 +158,6 @@ def test_accepts_the_encoder_itself_and_leaves_other_backbones_alone():
         optimize_sam("not a model")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dtype"):
         optimize_sam(sam, dtype="int8")
-    with pytest.raises(ValueError, match="query_chunk"):
-        optimize_sam(sam, query_chunk=0)
 
 
 def test_bf16_within_two_percent_and_returns_float32():
@@ -269,7 +289,5 @@ def test_malloc_advice(monkeypatch):
 def test_tune_malloc_applies_in_a_fresh_process():
     code = "from grounded_sam import runtime; print(runtime.tune_malloc())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    glibc = sys.platform.startswith("linux") and "glibc" in " ".join(
-        __import__("platform").libc_ver()
-    )
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert out.stdout.strip() == str(glibc)
