@@ -94,6 +94,59 @@ def _iou(a, b) -> list[float]:
     return [1.0 if u == 0 else float(i / u) for i, u in zip(inter, union, strict=True)]
 
 
+def attention_ablation(sam, repeats: int) -> None:
+    """One global-attention layer of ``sam`` three ways, fp32 and bf16: SAM's explicit
+    attention matrix, SDPA with the rel-pos bias as a materialised mask, SDPA with the bias
+    folded into q.k (what optimize_sam uses for global blocks)."""
+    import torch
+
+    from grounded_sam.segmenters import fast_sam
+
+    blk = next(b for b in sam.image_encoder.blocks if b.window_size == 0)
+    attn = blk.attn
+    side = sam.image_encoder.img_size // 16
+    dim = attn.qkv.in_features
+    heads = attn.num_heads
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, side, side, dim, generator=g)
+    with torch.inference_mode():
+        qkv = attn.qkv(x).reshape(1, side * side, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        fns: dict[str, Callable[[], object]] = {}
+        outs: dict[str, torch.Tensor] = {}
+        for dt in (torch.float32, torch.bfloat16):
+            name = "fp32" if dt == torch.float32 else "bf16"
+            q, k, v = (t.to(dt) for t in qkv.unbind(0))
+            r_q = q.reshape(heads, side * side, -1)
+
+            def explicit(q=q, k=k, v=v, r_q=r_q, name=name):
+                from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+
+                a = (q[0] * attn.scale) @ k[0].transpose(-2, -1)
+                rh, rw = attn.rel_pos_h.to(q.dtype), attn.rel_pos_w.to(q.dtype)
+                a = add_decomposed_rel_pos(a, r_q, rh, rw, (side, side), (side, side))
+                outs[f"explicit {name}"] = a.softmax(-1) @ v[0]
+
+            def masked(q=q, k=k, v=v, name=name):
+                o = fast_sam._attend_masked(attn, q, k, v, (side, side))
+                outs[f"SDPA + mask {name}"] = o.transpose(1, 2)[0]
+
+            def folded(q=q, k=k, v=v, name=name):
+                o = fast_sam._attend_folded(attn, q, k, v, (side, side))
+                outs[f"SDPA folded {name}"] = o.transpose(1, 2)[0]
+
+            fns[f"explicit {name}"] = explicit
+            fns[f"SDPA + mask {name}"] = masked
+            fns[f"SDPA folded {name}"] = folded
+        times = common.time_alternating(fns, repeats, warmup=1)
+    ref = outs["explicit fp32"].float()
+    print(f"\n   one global attention layer ({heads} heads, {side * side} tokens), median:")
+    for name, ts in times.items():
+        err = float((outs[name].float() - ref).norm() / ref.norm())
+        print(
+            f"   {name:22s} {common.median(ts) * 1e3:8.1f} ms   rel L2 vs explicit fp32 {err:.1e}"
+        )
+
+
 def child(args: argparse.Namespace) -> None:
     """One variant alone in this process: prints JSON with its median time and peak RSS."""
     if args.tune_malloc:
@@ -125,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory runs")
     p.add_argument("--no-malloc", action="store_true", help="skip the malloc env comparison")
+    p.add_argument("--no-ablation", action="store_true", help="skip the attention ablation")
     p.add_argument("--malloc-rounds", type=int, default=2)
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--child-repeats", type=int, default=1, help=argparse.SUPPRESS)
@@ -186,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{gflop / t / ceilings['bfloat16']:.0%} of the bf16 matmul ceiling "
             f"(the limit would be {gflop / ceilings['bfloat16']:.2f} s)"
         )
+
+    if not args.no_ablation:
+        attention_ablation(sam, args.repeats)
 
     script = str(Path(__file__).resolve())
     base = [script, "--model", args.model, "--threads", str(threads)]
