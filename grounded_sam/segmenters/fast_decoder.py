@@ -56,17 +56,13 @@ __all__ = [
     "decode_masks",
     "upscale_logits",
     "upscale_logits_exact",
-    "PROMPT_CHUNK",
+    "UPSCALE_CHUNK",
 ]
 
-# Prompts that go through the per-prompt part of the decoder together. Each holds (L, C) =
-# (4096, 256) image tokens (4 MiB in float32) and 4x that in upscaled mask features, so a
-# chunk's tensors stay below glibc's 32 MiB mmap threshold and their memory is reused
-# instead of being mapped and page-faulted afresh; larger chunks do not make matmuls faster.
-PROMPT_CHUNK = 4
-# Image tokens upscaled at a time: 1024 tokens become 16384 low-res pixels with 32 channels
-# (2 MiB in float32), which stay in a core's L2 cache between the steps of the upscaling.
-UPSCALE_ROWS = 1024
+# Prompts upscaled together: each one's mask features are (256 x 256, 32) values (8 MiB in
+# float32), so 4 keep the largest temporaries below glibc's 32 MiB mmap threshold, and their
+# memory is reused instead of being mapped and page-faulted afresh on every call.
+UPSCALE_CHUNK = 4
 
 
 def supports(decoder: nn.Module) -> bool:
@@ -288,32 +284,22 @@ def _mask_logits(decoder: MaskDecoder, src: torch.Tensor, hyper: torch.Tensor) -
 
     src: (b, L, C) image tokens after the transformer; hyper: (b, M, C/8). Each 2x2
     stride-2 transposed convolution maps one pixel to 2x2 pixels without overlap, i.e. a
-    matmul to 4x the channels. The work runs :data:`UPSCALE_ROWS` tokens at a time so the
-    16x larger features stay in cache. Returns (b, L*16, M) logits, rows ordered token
-    (i, j), first conv (ky, kx), second conv (ky, kx); see :func:`_unshuffle_into`.
+    matmul to 4x the channels. Returns (b, L*16, M) logits, rows ordered token (i, j), first
+    conv (ky, kx), second conv (ky, kx); see :func:`_unshuffle_into`.
     """
     up1, ln, act1, up2, act2 = decoder.output_upscaling
-    dt = src.dtype
     b, length, c = src.shape
-    w1, b1 = _deconv_as_matmul(up1, dt)
-    w2, b2 = _deconv_as_matmul(up2, dt)
-    c4, c8 = up1.out_channels, up2.out_channels
-    out = torch.empty((b, length * 16, hyper.shape[1]), dtype=dt, device=src.device)
-    rows = min(UPSCALE_ROWS, length)
-    for i in range(b):
-        hyper_t = hyper[i].T  # (C8, M)
-        for start in range(0, length, rows):
-            x = src[i, start : start + rows]
-            y = torch.mm(x, w1)  # (r, 4*C4)
-            if b1 is not None:
-                y += b1
-            y = _act(act1, _norm(y.view(-1, c4), ln))  # (4r, C4)
-            y = torch.mm(y, w2)  # (4r, 4*C8)
-            if b2 is not None:
-                y += b2
-            y = _act(act2, y.view(-1, c8))  # (16r, C8)
-            torch.mm(y, hyper_t, out=out[i, start * 16 : (start + x.shape[0]) * 16])
-    return out
+    w1, b1 = _deconv_as_matmul(up1, src.dtype)
+    w2, b2 = _deconv_as_matmul(up2, src.dtype)
+    y = torch.mm(src.reshape(-1, c), w1)  # (b*L, 4*C4)
+    if b1 is not None:
+        y += b1
+    y = _act(act1, _norm(y.view(-1, up1.out_channels), ln))  # (b*L*4, C4)
+    y = torch.mm(y, w2)  # (b*L*4, 4*C8)
+    if b2 is not None:
+        y += b2
+    y = _act(act2, y).view(b, length * 16, up2.out_channels)
+    return torch.bmm(y, hyper.transpose(1, 2))
 
 
 def _deconv_as_matmul(
@@ -349,7 +335,7 @@ def decode_masks(
     *,
     multimask: bool,
     dtype: torch.dtype = torch.float32,
-    prompt_chunk: int | None = None,
+    upscale_chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``decoder(...)`` (``MaskDecoder.forward``) for B prompts on one image, faster.
 
@@ -364,8 +350,9 @@ def decode_masks(
             shared.
         multimask: three masks per prompt (tokens 1..3) instead of one (token 0).
         dtype: compute dtype (float32, bfloat16 or float16).
-        prompt_chunk: prompts run through the per-prompt part together (bounds the size of
-            the (chunk, L, C) activations); default :data:`PROMPT_CHUNK`.
+        upscale_chunk: prompts whose masks are upscaled together (default
+            :data:`UPSCALE_CHUNK`); the transformer runs all B at once (few large operations
+            parallelise best).
 
     Returns:
         low-res mask logits float32 (B, M, 4h, 4w) and predicted IoU float32 (B, M),
@@ -376,55 +363,54 @@ def decode_masks(
             f"decode_masks takes the embedding of one image, (1, C, h, w); got "
             f"{tuple(image_embeddings.shape)}"
         )
-    step = max(1, int(prompt_chunk or PROMPT_CHUNK))
+    step = max(1, int(upscale_chunk or UPSCALE_CHUNK))
     bsz = sparse_prompt_embeddings.shape[0]
     _, c, h, w = image_embeddings.shape
     tr = decoder.transformer
+
+    def tokens_of(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, L, C) contiguous
+        return x.to(dtype).flatten(2).transpose(1, 2).contiguous()
+
+    pe = tokens_of(image_pe)  # (1, L, C)
     dense = dense_prompt_embeddings
-    shared_dense = dense.shape[0] == 1 or dense.stride(0) == 0
-    pe = image_pe.to(dtype).flatten(2).transpose(1, 2).contiguous()  # (1, L, C)
-    shared = None
-    if shared_dense and len(tr.layers) > 0:
-        keys0 = (image_embeddings + dense[:1]).to(dtype).flatten(2).transpose(1, 2).contiguous()
-        shared = _share_image(tr.layers[0], keys0, pe)
+    keys: torch.Tensor | _SharedImage
+    if (dense.shape[0] == 1 or dense.stride(0) == 0) and len(tr.layers) > 0:
+        keys = _share_image(tr.layers[0], tokens_of(image_embeddings + dense[:1]), pe)
+    else:
+        keys = tokens_of(image_embeddings + dense).expand(bsz, -1, -1).contiguous()
 
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat(
         (output_tokens.expand(bsz, -1, -1), sparse_prompt_embeddings.to(output_tokens.dtype)),
         dim=1,
     ).to(dtype)
+    queries = tokens
+    for blk in tr.layers:
+        queries, keys = _block(blk, queries, keys, tokens, pe)
+    assert isinstance(keys, torch.Tensor)
+
     # the final attention only for the tokens that are used: IoU token + returned masks
     wanted = [0, *range(2, 2 + decoder.num_multimask_outputs)] if multimask else [0, 1]
     sel = torch.tensor(wanted, device=tokens.device)
+    q = queries[:, sel]
+    hs = _norm(
+        q + _token_to_image(tr.final_attn_token_to_image, q + tokens[:, sel], keys, pe),
+        tr.norm_final_attn,
+    )
+    iou = _mlp(hs[:, 0], decoder.iou_prediction_head)
+    iou = (iou[:, 1:] if multimask else iou[:, :1]).float()
+    hyper = torch.stack(
+        [
+            _mlp(hs[:, k + 1], decoder.output_hypernetworks_mlps[i - 1])
+            for k, i in enumerate(wanted[1:])
+        ],
+        dim=1,
+    )  # (B, M, C/8)
 
-    m = len(wanted) - 1
-    low = torch.empty((bsz, m, 4 * h, 4 * w), dtype=torch.float32, device=tokens.device)
-    iou = torch.empty((bsz, m), dtype=torch.float32, device=tokens.device)
+    low = torch.empty((bsz, len(wanted) - 1, 4 * h, 4 * w), device=tokens.device)
     for start in range(0, bsz, step):
-        stop = min(start + step, bsz)
-        tok = tokens[start:stop]
-        if shared is not None:
-            keys: torch.Tensor | _SharedImage = shared
-        else:
-            d = dense if shared_dense else dense[start:stop]
-            keys = (image_embeddings + d).to(dtype).flatten(2).transpose(1, 2).contiguous()
-            keys = keys.expand(stop - start, -1, -1).contiguous() if shared_dense else keys
-        queries = tok
-        for blk in tr.layers:
-            queries, keys = _block(blk, queries, keys, tok, pe)
-        q = queries[:, sel]
-        attn = _token_to_image(tr.final_attn_token_to_image, q + tok[:, sel], keys, pe)
-        hs = _norm(q + attn, tr.norm_final_attn)
-        pred = _mlp(hs[:, 0], decoder.iou_prediction_head)
-        iou[start:stop] = pred[:, 1:] if multimask else pred[:, :1]
-        hyper = torch.stack(
-            [
-                _mlp(hs[:, k + 1], decoder.output_hypernetworks_mlps[i - 1])
-                for k, i in enumerate(wanted[1:])
-            ],
-            dim=1,
-        )  # (b, M, C/8)
-        _unshuffle_into(low[start:stop], _mask_logits(decoder, keys, hyper), h)
+        part = slice(start, start + step)
+        _unshuffle_into(low[part], _mask_logits(decoder, keys[part], hyper[part]), h)
     return low, iou
 
 
@@ -449,8 +435,18 @@ def upscale_logits_exact(
     # the low-res rows/columns the (h, w) region reads, plus a margin so no clamping differs
     rows = min(lh, math.ceil(hin * lh / img_size) + 2)
     cols = min(lw, math.ceil(win * lw / img_size) + 2)
-    x = _as_4d(low_res[..., :rows, :cols])
-    x = torch.ops.aten.upsample_bilinear2d(x, [hin, win], False, img_size / lh, img_size / lw)
+    # torch copies instead of resampling a side that keeps its length (3 rows -> 3 rows for
+    # a 3-pixel-high input), whatever the scale: read one more row (or column) then
+    rows += rows == hin and rows < lh
+    cols += cols == win and cols < lw
+    if rows == hin or cols == win:  # not with SAM's sizes; take SAM's own path
+        x = F.interpolate(
+            _as_4d(low_res), (img_size, img_size), mode="bilinear", align_corners=False
+        )
+        x = x[..., :hin, :win]
+    else:
+        x = _as_4d(low_res[..., :rows, :cols])
+        x = torch.ops.aten.upsample_bilinear2d(x, [hin, win], False, img_size / lh, img_size / lw)
     x = F.interpolate(x, original_size, mode="bilinear", align_corners=False)
     return x.reshape(*low_res.shape[:-2], *original_size)
 
@@ -473,7 +469,14 @@ def upscale_logits(
     lh, lw = low_res.shape[-2:]
     (hin, win), (out_h, out_w) = input_size, original_size
     valid_h, valid_w = hin * lh / img_size, win * lw / img_size  # may be fractional
-    x = _as_4d(low_res[..., : math.ceil(valid_h), : math.ceil(valid_w)])
+    rows, cols = math.ceil(valid_h), math.ceil(valid_w)
+    x = _as_4d(low_res[..., :rows, :cols])
+    # a side that keeps its length would be copied, not resampled at the scale we give:
+    # repeat the edge row/column, which changes nothing else (bilinear clamps to the edge)
+    grow_h = rows == out_h and valid_h != out_h
+    grow_w = cols == out_w and valid_w != out_w
+    if grow_h or grow_w:
+        x = F.pad(x, (0, int(grow_w), 0, int(grow_h)), mode="replicate")
     x = torch.ops.aten.upsample_bilinear2d(
         x, [out_h, out_w], False, out_h / valid_h, out_w / valid_w
     )
