@@ -6,7 +6,6 @@ the fast encoder reads on every forward.
 
 from __future__ import annotations
 
-import functools
 import platform
 import subprocess
 import sys
@@ -67,7 +66,18 @@ def test_fp32_equals_reference_windowed_and_global(window_size):
     assert _max_rel(out, ref) < 1e-5
 
 
-@pytest.mark.parametrize("form", ["folded", "masked", "masked in query chunks"])
+_FORMS = {
+    "as used": None,
+    "folded": lambda attn, q, k, v, size: fast_sam._attend_folded(attn, q, k, v, size),
+    "masked": lambda attn, q, k, v, size: fast_sam._attend_masked(attn, q, k, v, size),
+    # 77 does not divide 480 queries
+    "masked, query chunks": lambda attn, q, k, v, size: fast_sam._attend_masked(
+        attn, q, k, v, size, 77
+    ),
+}
+
+
+@pytest.mark.parametrize("form", list(_FORMS))
 def test_global_attention_forms_equal_reference(form, monkeypatch):
     """Both ways of applying the relative-position bias (folded into q.k, or as a mask,
     whole or query chunk by chunk) equal SAM's Attention on a non-square grid."""
@@ -79,10 +89,8 @@ def test_global_attention_forms_equal_reference(form, monkeypatch):
     x = torch.randn(2, 20, 24, 32)
     with torch.inference_mode():
         ref = attn(x)
-    monkeypatch.setattr(fast_sam, "_MASK_MAX_KEYS", 0 if form == "folded" else 10**9)
-    if form == "masked in query chunks":  # 77 does not divide 480 queries
-        chunked = functools.partial(fast_sam._attend_masked, query_chunk=77)
-        monkeypatch.setattr(fast_sam, "_attend_masked", chunked)
+    if _FORMS[form] is not None:
+        monkeypatch.setattr(fast_sam, "_attend", _FORMS[form])
     attn.__class__ = fast_sam._FastAttention
     with torch.inference_mode():
         out = attn(x)

@@ -6,10 +6,11 @@ encoder (``ImageEncoderViT``) runs
 - attention through ``torch.nn.functional.scaled_dot_product_attention`` (flash attention
   on CPU and GPU: the attention matrix is never written to memory), with SAM's decomposed
   relative-position bias ``rel_h[q, kh] + rel_w[q, kw]`` (``add_decomposed_rel_pos``)
-  either as an additive ``attn_mask`` (window blocks, 196 keys) or folded into the dot
-  product (global blocks, 4096 keys): q' = [q * scale, rel_h, rel_w] and
-  k' = [k, one_hot(kh), one_hot(kw)] give q'.k' = scale q.k + rel_h[q, kh] + rel_w[q, kw]
-  exactly, so no 4096 x 4096 bias is ever materialised;
+  either as an additive ``attn_mask`` (window blocks, 196 keys; global blocks in fp32, in
+  query chunks) or, for global blocks in bf16/fp16, folded into the dot product:
+  q' = [q * scale, rel_h, rel_w] and k' = [k, one_hot(kh), one_hot(kw)] give
+  q'.k' = scale q.k + rel_h[q, kh] + rel_w[q, kw] exactly, so no 4096 x 4096 bias is
+  materialised at all;
 - window attention without the pad-and-partition copies of the activations: q, k and v are
   computed on the unpadded tokens and cut into windows with one copy (padded tokens get the
   same ``qkv.bias`` they get in SAM, so the result is the same);
@@ -49,6 +50,9 @@ __all__ = ["optimize_sam", "restore_sam", "is_optimized"]
 # Attention over at most this many keys (SAM's 14 x 14 windows: 196) takes the relative-position
 # bias as a materialised attn_mask; larger grids (global blocks: 64 x 64) fold it into q and k.
 _MASK_MAX_KEYS = 256
+# fp32 global attention (mask form) runs this many queries at a time: the mask slice of
+# vit_b is then 12 heads x 1024 x 4096 x 4 bytes = 200 MB, not 800 MB.
+_FP32_QUERY_CHUNK = 1024
 
 
 def _rel_pos_terms(
@@ -86,14 +90,19 @@ def _attend(
 ) -> torch.Tensor:
     """Attention of q, k, v (N, heads, L, C) over an h x w grid (L = h*w) -> (N, L, heads, C).
 
-    Measured on vit_b (bf16, CPU): for a global block the folded form takes about half
-    the time of SDPA with a materialised bias; for 14 x 14 windows the mask is cheaper.
+    Measured on vit_b's global blocks (CPU, benchmarks/bench_sam_encoder.py): in bf16 the
+    folded form takes ~0.7x the time of SDPA with a materialised bias, in fp32 ~1.6x (fp32
+    GEMMs are slow enough that the 3x wider dot products cost more than the mask's
+    memory traffic), so fp32 uses the mask, in query chunks that bound its memory. For 14 x 14
+    windows the mask is cheaper in both.
     """
     if not attn.use_rel_pos:
         o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
         return o.transpose(1, 2)
     if size[0] * size[1] <= _MASK_MAX_KEYS:
         return _attend_masked(attn, q, k, v, size)
+    if q.dtype == torch.float32:
+        return _attend_masked(attn, q, k, v, size, _FP32_QUERY_CHUNK)
     return _attend_folded(attn, q, k, v, size)
 
 
