@@ -56,13 +56,13 @@ __all__ = [
     "decode_masks",
     "upscale_logits",
     "upscale_logits_exact",
-    "UPSCALE_CHUNK",
+    "UPSCALE_BYTES",
 ]
 
-# Prompts upscaled together: each one's mask features are (256 x 256, 32) values (8 MiB in
-# float32), so 4 keep the largest temporaries below glibc's 32 MiB mmap threshold, and their
-# memory is reused instead of being mapped and page-faulted afresh on every call.
-UPSCALE_CHUNK = 4
+# Bytes of upscaled mask features computed at once. Each prompt has (256 x 256, 32) of
+# them (8 MiB in float32, 4 MiB in bfloat16); staying below glibc's 32 MiB mmap threshold
+# lets their memory be reused instead of mapped and page-faulted afresh on every call.
+UPSCALE_BYTES = 24 * 2**20
 
 
 def supports(decoder: nn.Module) -> bool:
@@ -289,41 +289,36 @@ def _mask_logits(decoder: MaskDecoder, src: torch.Tensor, hyper: torch.Tensor) -
     """
     up1, ln, act1, up2, act2 = decoder.output_upscaling
     b, length, c = src.shape
-    w1, b1 = _deconv_as_matmul(up1, src.dtype)
-    w2, b2 = _deconv_as_matmul(up2, src.dtype)
-    y = torch.mm(src.reshape(-1, c), w1)  # (b*L, 4*C4)
-    if b1 is not None:
-        y += b1
+    y = F.linear(src.reshape(-1, c), *_deconv_as_linear(up1, src.dtype))  # (b*L, 4*C4)
     y = _act(act1, _norm(y.view(-1, up1.out_channels), ln))  # (b*L*4, C4)
-    y = torch.mm(y, w2)  # (b*L*4, 4*C8)
-    if b2 is not None:
-        y += b2
+    y = F.linear(y, *_deconv_as_linear(up2, src.dtype))  # (b*L*4, 4*C8)
     y = _act(act2, y).view(b, length * 16, up2.out_channels)
     return torch.bmm(y, hyper.transpose(1, 2))
 
 
-def _deconv_as_matmul(
+def _deconv_as_linear(
     conv: nn.ConvTranspose2d, dt: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A 2x2 stride-2 ConvTranspose2d as (C_in, 4*C_out) weights, columns (ky, kx, c_out)."""
-    w = conv.weight.to(dt).permute(0, 2, 3, 1).reshape(conv.in_channels, -1).contiguous()
+    """A 2x2 stride-2 ConvTranspose2d as ``F.linear`` weight (4*C_out, C_in) and bias, the
+    outputs ordered (ky, kx, c_out)."""
+    w = conv.weight.to(dt).permute(2, 3, 1, 0).reshape(-1, conv.in_channels).contiguous()
     return w, None if conv.bias is None else conv.bias.to(dt).repeat(4)
 
 
 def _act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """An elementwise activation module, in place for GELU and ReLU (x is a temporary)."""
     if type(act) is nn.GELU:
-        return torch._C._nn.gelu_(x, approximate=act.approximate)
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
     if type(act) is nn.ReLU:
         return x.relu_()
     return act(x)
 
 
-def _unshuffle_into(out: torch.Tensor, logits: torch.Tensor, side: int) -> None:
-    """Write (b, L*16, M) logits in :func:`_mask_logits` order into out (b, M, 4*side, 4*side)."""
-    b, _, m = logits.shape
-    src = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
-    out.view(b, m, side, 2, 2, side, 2, 2).copy_(src)  # m, i, ky1, ky2, j, kx1, kx2
+def _unshuffle_into(out: torch.Tensor, logits: torch.Tensor) -> None:
+    """Write (b, h*w*16, M) logits in :func:`_mask_logits` order into out (b, M, 4h, 4w)."""
+    b, m, h, w = out.shape[0], out.shape[1], out.shape[2] // 4, out.shape[3] // 4
+    src = logits.view(b, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    out.view(b, m, h, 2, 2, w, 2, 2).copy_(src)  # m, i, ky1, ky2, j, kx1, kx2
 
 
 def decode_masks(
@@ -350,9 +345,9 @@ def decode_masks(
             shared.
         multimask: three masks per prompt (tokens 1..3) instead of one (token 0).
         dtype: compute dtype (float32, bfloat16 or float16).
-        upscale_chunk: prompts whose masks are upscaled together (default
-            :data:`UPSCALE_CHUNK`); the transformer runs all B at once (few large operations
-            parallelise best).
+        upscale_chunk: prompts whose masks are upscaled together (default: as many as fit
+            in :data:`UPSCALE_BYTES`); the transformer runs all B at once (few large
+            operations parallelise best).
 
     Returns:
         low-res mask logits float32 (B, M, 4h, 4w) and predicted IoU float32 (B, M),
@@ -363,9 +358,10 @@ def decode_masks(
             f"decode_masks takes the embedding of one image, (1, C, h, w); got "
             f"{tuple(image_embeddings.shape)}"
         )
-    step = max(1, int(upscale_chunk or UPSCALE_CHUNK))
     bsz = sparse_prompt_embeddings.shape[0]
     _, c, h, w = image_embeddings.shape
+    per_prompt = 16 * h * w * decoder.output_upscaling[3].out_channels * dtype.itemsize
+    step = max(1, int(upscale_chunk or UPSCALE_BYTES // per_prompt))
     tr = decoder.transformer
 
     def tokens_of(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, L, C) contiguous
@@ -410,7 +406,7 @@ def decode_masks(
     low = torch.empty((bsz, len(wanted) - 1, 4 * h, 4 * w), device=tokens.device)
     for start in range(0, bsz, step):
         part = slice(start, start + step)
-        _unshuffle_into(low[part], _mask_logits(decoder, keys[part], hyper[part]), h)
+        _unshuffle_into(low[part], _mask_logits(decoder, keys[part], hyper[part]))
     return low, iou
 
 

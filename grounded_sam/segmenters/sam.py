@@ -405,12 +405,19 @@ class SamSegmenter:
 
     def _binary_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
         """(N, 256, 256) logits -> bool (N, H, W) numpy, upscaled a few at a time."""
+        import torch
+
         h, w = embedding.original_size
-        out = np.zeros((len(low_res), h, w), dtype=bool)
+        out = np.empty((len(low_res), h, w), dtype=bool)
         step = max(1, _UPSCALE_BUDGET // max(h * w, 1024 * 1024))
         for start in range(0, len(low_res), step):
             logits = self.upscale_masks(low_res[start : start + step, None], embedding)[:, 0]
-            out[start : start + step] = (logits > self.mask_threshold).cpu().numpy()
+            if logits.device.type == "cpu":  # threshold straight into the numpy result
+                torch.gt(
+                    logits, self.mask_threshold, out=torch.from_numpy(out[start : start + step])
+                )
+            else:
+                out[start : start + step] = (logits > self.mask_threshold).cpu().numpy()
         return out
 
     # ------------------------------------------------------------------ tasks
