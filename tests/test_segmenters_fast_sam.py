@@ -179,6 +179,28 @@ def test_bf16_within_two_percent_and_returns_float32():
     assert 0 < err < 2e-2  # really ran in reduced precision, and close
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_gradients_flow_like_the_reference(dtype):
+    """Fine-tuning works through the optimised encoder (autograd on: no fused oneDNN ops)."""
+    sam = _sam(window_size=6)
+    x = _image()
+    # a fixed random projection: mean(y**2) of a LayerNorm output is ~1 whatever the input,
+    # and its gradients would be rounding noise
+    probe = torch.randn(1, 32, 64, 64, generator=torch.Generator().manual_seed(5))
+    weights = [sam.image_encoder.blocks[i].attn.rel_pos_h for i in (0, 1)]
+    weights.append(sam.image_encoder.patch_embed.proj.weight)
+
+    def grad() -> torch.Tensor:
+        sam.zero_grad()
+        (sam.image_encoder(x) * probe).sum().backward()
+        return torch.cat([w.grad.flatten() for w in weights])
+
+    ref = grad()
+    optimize_sam(sam, dtype=dtype)
+    got = grad()
+    assert _rel_err(got, ref) < (1e-4 if dtype == "fp32" else 3e-2)
+
+
 def test_force_fp32_env_is_read_at_call_time(monkeypatch):
     sam = _sam(window_size=6)
     x = _image()

@@ -195,9 +195,10 @@ def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tens
     on the MLP). The weight is cast per call, as autocast does: no persistent copies.
     Elsewhere (fp32, CUDA, no oneDNN) it is plain ``F.linear`` + ``F.gelu``.
     """
-    # under torch.compile, inductor does its own oneDNN fusion (and cannot trace this op)
+    # Under torch.compile inductor does its own oneDNN fusion (and cannot trace this op);
+    # with autograd on, the op has no backward: both use the plain path.
     eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    fused = _mkldnn_linear() if eager_cpu else None
+    fused = _mkldnn_linear() if eager_cpu and not torch.is_grad_enabled() else None
     if fused is not None and _cpu_autocast_dtype() == torch.bfloat16:
         dt = torch.bfloat16
         bias = None if layer.bias is None else layer.bias.to(dt)
