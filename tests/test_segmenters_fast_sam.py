@@ -201,6 +201,22 @@ def test_gradients_flow_like_the_reference(dtype):
     assert _rel_err(got, ref) < (1e-4 if dtype == "fp32" else 3e-2)
 
 
+def test_half_precision_weights():
+    """An encoder converted to bf16 runs in bf16, or upcast when fp32 is asked for."""
+    sam = _sam(window_size=6)
+    x = _image()
+    ref = _encode(sam, x)
+    sam.image_encoder.to(torch.bfloat16)
+    optimize_sam(sam, dtype="bf16")
+    out = _encode(sam, x)
+    assert out.dtype == torch.bfloat16 and _rel_err(out, ref) < 3e-2
+    optimize_sam(sam, dtype="fp32")  # computes on fp32 copies of the bf16 weights
+    out32 = _encode(sam, x)
+    assert out32.dtype == torch.bfloat16
+    assert _rel_err(out32, ref) < _rel_err(out, ref)  # only the weights were rounded
+    assert next(sam.image_encoder.parameters()).dtype == torch.bfloat16
+
+
 def test_force_fp32_env_is_read_at_call_time(monkeypatch):
     sam = _sam(window_size=6)
     x = _image()
