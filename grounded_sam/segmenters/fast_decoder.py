@@ -321,6 +321,7 @@ def _unshuffle_into(out: torch.Tensor, logits: torch.Tensor) -> None:
     out.view(b, m, h, 2, 2, w, 2, 2).copy_(src)  # m, i, ky1, ky2, j, kx1, kx2
 
 
+@torch.no_grad()
 def decode_masks(
     decoder: MaskDecoder,
     image_embeddings: torch.Tensor,
@@ -411,6 +412,7 @@ def decode_masks(
 
 
 # ---------------------------------------------------------------------- upscaling
+@torch.no_grad()
 def upscale_logits_exact(
     low_res: torch.Tensor,
     input_size: tuple[int, int],
@@ -447,6 +449,7 @@ def upscale_logits_exact(
     return x.reshape(*low_res.shape[:-2], *original_size)
 
 
+@torch.no_grad()
 def upscale_logits(
     low_res: torch.Tensor,
     input_size: tuple[int, int],
