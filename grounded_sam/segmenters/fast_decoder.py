@@ -279,19 +279,22 @@ def _block(
     return queries, _norm(keys, blk.norm4)
 
 
-def _mask_logits(decoder: MaskDecoder, src: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+def _mask_logits(
+    decoder: MaskDecoder, src: torch.Tensor, hyper: torch.Tensor, linears: tuple
+) -> torch.Tensor:
     """``output_upscaling`` and the hypernetwork product as matmuls over channels-last tokens.
 
-    src: (b, L, C) image tokens after the transformer; hyper: (b, M, C/8). Each 2x2
+    src: (b, L, C) image tokens after the transformer; hyper: (b, M, C/8); linears: the two
+    convolutions as ``F.linear`` (weight, bias) pairs (:func:`_deconv_as_linear`). Each 2x2
     stride-2 transposed convolution maps one pixel to 2x2 pixels without overlap, i.e. a
     matmul to 4x the channels. Returns (b, L*16, M) logits, rows ordered token (i, j), first
     conv (ky, kx), second conv (ky, kx); see :func:`_unshuffle_into`.
     """
     up1, ln, act1, up2, act2 = decoder.output_upscaling
     b, length, c = src.shape
-    y = F.linear(src.reshape(-1, c), *_deconv_as_linear(up1, src.dtype))  # (b*L, 4*C4)
+    y = F.linear(src.reshape(-1, c), *linears[0])  # (b*L, 4*C4)
     y = _act(act1, _norm(y.view(-1, up1.out_channels), ln))  # (b*L*4, C4)
-    y = F.linear(y, *_deconv_as_linear(up2, src.dtype))  # (b*L*4, 4*C8)
+    y = F.linear(y, *linears[1])  # (b*L*4, 4*C8)
     y = _act(act2, y).view(b, length * 16, up2.out_channels)
     return torch.bmm(y, hyper.transpose(1, 2))
 
@@ -405,9 +408,11 @@ def decode_masks(
     )  # (B, M, C/8)
 
     low = torch.empty((bsz, len(wanted) - 1, 4 * h, 4 * w), device=tokens.device)
+    up = decoder.output_upscaling
+    linears = (_deconv_as_linear(up[0], dtype), _deconv_as_linear(up[3], dtype))
     for start in range(0, bsz, step):
         part = slice(start, start + step)
-        _unshuffle_into(low[part], _mask_logits(decoder, keys[part], hyper[part]))
+        _unshuffle_into(low[part], _mask_logits(decoder, keys[part], hyper[part], linears))
     return low, iou
 
 
