@@ -129,6 +129,33 @@ def resolve_compute_dtype(dtype: Any, device: torch.device | str) -> torch.dtype
     return torch.float32
 
 
+def cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype of an active CPU autocast region, else None."""
+    import torch
+
+    try:
+        if torch.is_autocast_enabled("cpu"):
+            return torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4
+        if torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return None
+
+
+@functools.cache
+def mkldnn_linear_op() -> Any:
+    """oneDNN's fused linear (``torch.ops.mkldnn._linear_pointwise``), or None where absent."""
+    import torch
+
+    ops = getattr(torch.ops, "mkldnn", None)
+    if ops is None or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return ops._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def malloc_env() -> dict[str, str]:
     """The glibc malloc environment variables that help large-activation CPU inference."""
     return dict(MALLOC_ENV)

@@ -138,28 +138,6 @@ class _FastMSDAKernel(nn.Module):
         return deformable_attention(value, shapes, sampling_locations, attention_weights)
 
 
-def _cpu_autocast_dtype() -> torch.dtype | None:
-    """The dtype of an active CPU autocast region, else None."""
-    try:
-        if torch.is_autocast_enabled("cpu"):
-            return torch.get_autocast_dtype("cpu")
-    except TypeError:  # torch < 2.4
-        if torch.is_autocast_cpu_enabled():
-            return torch.get_autocast_cpu_dtype()
-    return None
-
-
-@functools.cache
-def _mkldnn_linear() -> Any:
-    ops = getattr(torch.ops, "mkldnn", None)
-    if ops is None or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return ops._linear_pointwise
-    except (AttributeError, RuntimeError):
-        return None
-
-
 class _FastLinear(nn.Linear):
     """``nn.Linear`` that, under CPU bf16 autocast, runs as one oneDNN bf16 GEMM with the bias
     in its epilogue (autocast's linear is about 2x slower at 22k x 256 -> 2048 tokens). The
@@ -169,8 +147,8 @@ class _FastLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = None
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            if _cpu_autocast_dtype() == torch.bfloat16:
-                fused = _mkldnn_linear()
+            if runtime.cpu_autocast_dtype() == torch.bfloat16:
+                fused = runtime.mkldnn_linear_op()
         if fused is None:
             return F.linear(x, self.weight, self.bias)
         dt = torch.bfloat16

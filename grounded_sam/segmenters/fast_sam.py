@@ -166,27 +166,6 @@ def _attend_masked(
     return out
 
 
-def _cpu_autocast_dtype() -> torch.dtype | None:
-    """The dtype of an active CPU autocast region, else None."""
-    try:
-        if torch.is_autocast_enabled("cpu"):
-            return torch.get_autocast_dtype("cpu")
-    except TypeError:  # torch < 2.4
-        if torch.is_autocast_cpu_enabled():
-            return torch.get_autocast_cpu_dtype()
-    return None
-
-
-def _mkldnn_linear() -> Any:
-    ops = getattr(torch.ops, "mkldnn", None)
-    if ops is None or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return ops._linear_pointwise
-    except (AttributeError, RuntimeError):
-        return None
-
-
 def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
     """``layer(x)`` (then exact GELU if ``gelu``), fused in oneDNN for CPU bf16 autocast.
 
@@ -198,8 +177,8 @@ def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tens
     # Under torch.compile inductor does its own oneDNN fusion (and cannot trace this op);
     # with autograd on, the op has no backward: both use the plain path.
     eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    fused = _mkldnn_linear() if eager_cpu and not torch.is_grad_enabled() else None
-    if fused is not None and _cpu_autocast_dtype() == torch.bfloat16:
+    fused = runtime.mkldnn_linear_op() if eager_cpu and not torch.is_grad_enabled() else None
+    if fused is not None and runtime.cpu_autocast_dtype() == torch.bfloat16:
         dt = torch.bfloat16
         bias = None if layer.bias is None else layer.bias.to(dt)
         attr, algo = ("gelu", "none") if gelu else ("none", "")
