@@ -51,3 +51,14 @@ def non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def add_report_options(group: argparse._ActionsContainer) -> None:
+    """The options that say how a labelling summary is reported (``label`` and ``merge``)."""
+    group.add_argument(
+        "--fail-on-skip",
+        action="store_true",
+        help="exit with code 3 when some images could not be read (default: exit 0, list them)",
+    )
+    group.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")

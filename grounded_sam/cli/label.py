@@ -13,6 +13,7 @@ from grounded_sam.cli.common import (
     EXIT_SKIPPED,
     Formatter,
     UsageError,
+    add_report_options,
     comma_list,
     non_negative,
     positive,
@@ -114,13 +115,7 @@ def add_label(commands: Any) -> None:
         help="label only shard K (0 … N-1) of N, into an OUT that the other shards share; "
         "then `grounded-sam merge OUT`",
     )
-    out.add_argument(
-        "--fail-on-skip",
-        action="store_true",
-        help="exit with code 3 when some images could not be read (default: exit 0, list them)",
-    )
-    out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_report_options(out)
     models = p.add_argument_group("models")
     models.add_argument(
         "--sam", default="vit_b", choices=SAM_TYPES, help="SAM model (default: %(default)s)"

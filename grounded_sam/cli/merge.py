@@ -12,6 +12,7 @@ from grounded_sam.cli.common import (
     EXIT_OK,
     EXIT_SKIPPED,
     Formatter,
+    add_report_options,
     positive,
 )
 
@@ -53,13 +54,7 @@ def add_merge(commands: Any) -> None:
         action="store_true",
         help="write the exports from the images labelled so far even if a shard has not finished",
     )
-    p.add_argument(
-        "--fail-on-skip",
-        action="store_true",
-        help="exit with code 3 when some images could not be read (default: exit 0, list them)",
-    )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_report_options(p)
     p.set_defaults(run=cmd_merge)
 
 
