@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _images import blob_image as _image
 from segment_anything.modeling import MaskDecoder
 from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -42,16 +43,6 @@ def sam():
 def wide_sam():
     """The real decoder width: 256 channels, 8 heads (8 x 7 prompt tokens < 128)."""
     return tiny_sam(seed=1, prompt_embed_dim=256, decoder_heads=8, decoder_mlp_dim=512)
-
-
-def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.zeros((h, w, 3), np.float64)
-    for _ in range(4):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(20, 120)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
-    return (img + rng.normal(0, 10, img.shape)).clip(0, 255).astype(np.uint8)
 
 
 def _boxes(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from _images import blob_image as _image
 from segment_anything import SamPredictor
 
 from grounded_sam.errors import CheckpointError, MissingCheckpointError
@@ -27,18 +28,6 @@ def sam():
 @pytest.fixture(scope="module")
 def predictor(sam):
     return SamPredictor(sam)
-
-
-def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Smooth colour blobs plus noise: not constant, so masks vary across the image."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.zeros((h, w, 3), np.float64)
-    for _ in range(4):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(20, 120)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, 3)
-    img += rng.normal(0, 10, img.shape)
-    return img.clip(0, 255).astype(np.uint8)
 
 
 def _boxes(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
