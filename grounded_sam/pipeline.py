@@ -107,6 +107,7 @@ class Pipeline:
         models_dir: str | Path | None = None,
         detector_options: Mapping[str, Any] | None = None,
         segmenter_options: Mapping[str, Any] | None = None,
+        fast: bool = False,
         **options: Any,
     ) -> Pipeline:
         """Build a pipeline from checkpoints in the models directory, by registry name.
@@ -121,7 +122,21 @@ class Pipeline:
             models_dir: where the checkpoints are (default: ``$GROUNDED_SAM_MODELS`` or
                 ``./models``).
             detector_options / segmenter_options: keyword arguments of the detector /
-                ``SamSegmenter`` (e.g. ``box_threshold``, ``cache_size``).
+                ``SamSegmenter`` (e.g. ``box_threshold``, ``cache_size``, ``dtype``); a
+                ``fast`` given there wins over the ``fast`` argument.
+            fast: the optimised inference paths. SAM's image encoder runs through
+                ``grounded_sam.segmenters.fast_sam`` and its mask decoder through
+                ``grounded_sam.segmenters.fast_decoder`` (all prompts of an image decoded
+                together, one resampling to the original size); Grounding DINO runs through
+                ``grounded_sam.detectors.fast_grounding_dino`` (deformable attention without
+                ``grid_sample``; box heads and logits in float32). Compute is bfloat16 on
+                CPUs with AMX or AVX512-BF16 and on GPUs that support it (float16 on other
+                GPUs), float32 elsewhere; an explicit ``segmenter_options={"dtype": ...}``
+                or ``detector_options={"fast_dtype": ...}`` overrides that, and
+                ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. The models are optimised in
+                place on their first call. Boxes and masks are close to the exact path's,
+                not equal (masks differ along edges, scores by bfloat16 rounding), so the
+                default (``False``) stays the exact path: the original models' arithmetic.
             **options: the :class:`Pipeline` options.
 
         Raises:
@@ -146,7 +161,7 @@ class Pipeline:
             registry.model_path(sam_entry, models_dir),
             device=device,
             name=sam_entry.name,
-            **dict(segmenter_options or {}),
+            **{"fast": bool(fast), **dict(segmenter_options or {})},
         )
         path = registry.model_path(det_entry, models_dir)
         if det_entry.kind == "clip":
@@ -160,7 +175,7 @@ class Pipeline:
             )
         else:
             det = GroundingDinoDetector.from_pretrained(
-                path, device=device, **dict(detector_options or {})
+                path, device=device, **{"fast": bool(fast), **dict(detector_options or {})}
             )
         pipe = cls(det, segmenter, **options)
         pipe.names = {"sam": sam_entry.name, "detector": det_entry.name}
@@ -177,6 +192,7 @@ class Pipeline:
         seed: int = 0,
         device: str | None = None,
         detector_options: Mapping[str, Any] | None = None,
+        fast: bool = False,
         **options: Any,
     ) -> Pipeline:
         """A pipeline of tiny untrained models (``grounded_sam.testing``): no checkpoints, runs
@@ -190,6 +206,7 @@ class Pipeline:
             seed: the same seed gives the same weights, hence the same outputs.
             device: where the models run (default: the CPU).
             detector_options: keyword arguments of the detector (thresholds …).
+            fast: the optimised inference paths, as in :meth:`from_registry`.
             **options: the :class:`Pipeline` options.
         """
         import tempfile
@@ -199,7 +216,9 @@ class Pipeline:
 
         names = parse_classes(classes)
         # no global attention: the encoder then costs ~0.1 s instead of ~1.5 s on a CPU
-        segmenter = SamSegmenter(tiny_sam(seed=seed, global_attn_indexes=()), device=device)
+        segmenter = SamSegmenter(
+            tiny_sam(seed=seed, global_attn_indexes=()), device=device, fast=fast
+        )
         kind = detector.strip().lower().replace("_", "-")
         if kind in ("grounding-dino", "grounding-dino-tiny", "grounding-dino-base"):
             from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
@@ -209,7 +228,7 @@ class Pipeline:
             with tempfile.TemporaryDirectory() as vocab_dir:  # the tokenizer reads it at once
                 model, processor = tiny_grounding_dino(vocab_dir, seed=seed, words=words)
             det: Any = GroundingDinoDetector(
-                model, processor, device=device, **dict(detector_options or {})
+                model, processor, device=device, **{"fast": bool(fast), **(detector_options or {})}
             )
         elif kind == "clip":
             from grounded_sam.detectors.clip_masks import ClipMaskDetector
@@ -350,9 +369,11 @@ class Pipeline:
 
         ``auto_label`` stores a fingerprint of it so that a resumed run never mixes results
         of two configurations. Models are described by type, registry name, parameter count
-        and their public scalar settings (thresholds …).
+        and their public scalar settings (thresholds, ``fast`` …). When a model runs a fast
+        path, ``fast_compute_dtype`` is the dtype its "auto" setting resolves to on this
+        machine (it depends on the CPU and ``GROUNDED_SAM_FORCE_FP32``).
         """
-        return {
+        config = {
             "detector": _describe(self.detector, self.names.get("detector")),
             "segmenter": _describe(self.segmenter, self.names.get("sam")),
             "refine_boxes_from_masks": self.refine_boxes_from_masks,
@@ -361,6 +382,12 @@ class Pipeline:
             "classes": self.classes,
             "label_options": _jsonable(self.label_options),
         }
+        if getattr(self.segmenter, "fast", False) or getattr(self.detector, "fast", False):
+            from grounded_sam.runtime import resolve_compute_dtype
+
+            device = getattr(self.segmenter, "device", None) or "cpu"
+            config["fast_compute_dtype"] = str(resolve_compute_dtype(None, device))
+        return config
 
     def __repr__(self) -> str:
         return (

@@ -237,3 +237,40 @@ def test_config_follows_detector_thresholds(detector):
     assert changed["detector"]["box_threshold"] == 0.5
     assert json.dumps(changed, sort_keys=True) != before
     assert "stats" not in changed["segmenter"]  # counters change as it runs; not settings
+
+
+@pytest.mark.parametrize("kind", ["grounding-dino", "clip"])
+def test_fast_reaches_the_optimised_modules_and_exact_stays_the_default(kind, torch_threads):
+    from grounded_sam.detectors.fast_grounding_dino import is_optimized as detector_optimized
+    from grounded_sam.segmenters.fast_sam import is_optimized as sam_optimized
+
+    image = random_image(7, size=(60, 80))
+    exact = Pipeline.tiny_random(CLASSES, kind)
+    fast = Pipeline.tiny_random(CLASSES, kind, fast=True)
+    for pipe in (exact, fast):
+        out = pipe(image, PROMPT)
+        assert out.masks is not None and out.masks.shape[1:] == (60, 80)
+
+    assert not exact.segmenter.fast and not exact.segmenter.fast_decoder
+    assert not sam_optimized(exact.segmenter.sam)
+    assert fast.segmenter.fast and fast.segmenter.fast_decoder
+    assert sam_optimized(fast.segmenter.sam)  # the encoder was swapped on the first embed
+    if kind == "grounding-dino":
+        assert not exact.detector.fast and not detector_optimized(exact.detector.model)
+        assert fast.detector.fast and detector_optimized(fast.detector.model)
+
+    # the fingerprint of a resumable run tells the two apart
+    assert "fast_compute_dtype" not in exact.config()
+    assert fast.config()["segmenter"]["fast"] is True
+    assert json.dumps(fast.config(), sort_keys=True) != json.dumps(exact.config(), sort_keys=True)
+
+
+def test_fast_compute_dtype_follows_force_fp32(monkeypatch, detector):
+    from grounded_sam.runtime import resolve_compute_dtype
+    from grounded_sam.testing.sam import tiny_sam
+
+    pipe = Pipeline(detector, gs.SamSegmenter(tiny_sam(seed=0, global_attn_indexes=()), fast=True))
+    monkeypatch.delenv("GROUNDED_SAM_FORCE_FP32", raising=False)
+    assert pipe.config()["fast_compute_dtype"] == str(resolve_compute_dtype(None, "cpu"))
+    monkeypatch.setenv("GROUNDED_SAM_FORCE_FP32", "1")
+    assert pipe.config()["fast_compute_dtype"] == "torch.float32"
