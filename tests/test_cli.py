@@ -11,9 +11,17 @@ from pathlib import Path
 import pytest
 
 from grounded_sam.cli import main
+from grounded_sam.cli.common import NO_MALLOC_TUNING_ENV
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_autolabel import make_folder  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _keep_this_process_malloc(monkeypatch):
+    """`label` tunes glibc malloc for its process; the in-process runs here opt out so the test
+    process keeps its defaults (test_label_tunes_malloc_in_its_process checks the tuning)."""
+    monkeypatch.setenv(NO_MALLOC_TUNING_ENV, "1")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -32,7 +40,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
         ([], ["label", "merge", "eval", "download", "info", "exit codes"]),
         (["label"], ["--classes", "--prompt", "--formats", "--sam", "--detector", "--tiny-random",
                       "--device", "--box-threshold", "--overwrite", "--fail-on-skip", "--shard",
-                      "exit codes"]),
+                      "--fast", "GROUNDED_SAM_FORCE_FP32", NO_MALLOC_TUNING_ENV, "exit codes"]),
         (["merge"], ["OUT", "--allow-partial", "--formats", "--shards", "--json", "exit codes"]),
         (["eval"], ["predictions", "ground_truth", "--json", "--iou-types"]),
         (["download"], ["NAME", "--all", "--list", "--models-dir"]),
@@ -182,3 +190,74 @@ def test_label_with_the_clip_detector(capsys, tmp_path):
     config = json.loads((out / ".state" / "config.json").read_text())
     assert config["pipeline"]["detector"]["type"] == "ClipMaskDetector"
     assert config["pipeline"]["top_k"] == 2
+
+
+def test_label_fast_reaches_the_fast_models_and_is_part_of_the_configuration(capsys, tmp_path):
+    images = make_folder(tmp_path / "images", n=1)
+    argv = ["label", str(images), "--classes", "cat,dog", "--tiny-random", "--no-progress"]
+
+    code, _, stderr = run(capsys, *argv, "-o", str(tmp_path / "exact"))
+    assert code == 0, stderr
+    exact = json.loads((tmp_path / "exact" / ".state" / "config.json").read_text())["pipeline"]
+    assert exact["segmenter"]["fast"] is False and exact["segmenter"]["fast_decoder"] is False
+    assert exact["detector"]["fast"] is False and "fast_compute_dtype" not in exact
+
+    code, _, stderr = run(capsys, *argv, "-o", str(tmp_path / "fast"), "--fast")
+    assert code == 0, stderr
+    fast = json.loads((tmp_path / "fast" / ".state" / "config.json").read_text())["pipeline"]
+    assert fast["segmenter"]["fast"] is True and fast["segmenter"]["fast_decoder"] is True
+    assert fast["detector"]["fast"] is True and "fast_compute_dtype" in fast
+    coco = json.loads((tmp_path / "fast" / "annotations.coco.json").read_text())
+    assert len(coco["images"]) == 1
+
+    # exact results are not resumed by a fast run (outputs differ): a clear refusal instead
+    code, _, stderr = run(capsys, *argv, "-o", str(tmp_path / "exact"), "--fast")
+    assert code == 1 and "fast" in stderr and "--overwrite" in stderr
+
+
+_MALLOC_PROBE = """
+import ctypes, json, sys
+import numpy as np
+from grounded_sam.cli import common, main
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = Info
+code = main(sys.argv[1:]) if len(sys.argv) > 1 else None
+before = mallinfo2().hblkhd
+block = np.ones(64 * 2**20, np.uint8)  # glibc's default: served by mmap (over 32 MiB)
+print(json.dumps({"code": code, "tuned": common.tune_malloc(),
+                  "mmapped": mallinfo2().hblkhd - before}))
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="malloc tuning is glibc-only",
+)
+def test_label_tunes_malloc_in_its_process_unless_opted_out(tmp_path):
+    import os
+
+    images = make_folder(tmp_path / "images", n=1)
+    argv = ["label", str(images), "-o", str(tmp_path / "out"), "--classes", "cat",
+            "--tiny-random", "--no-progress"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != NO_MALLOC_TUNING_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", _MALLOC_PROBE, *argv], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    # after `label`, a 64 MiB block comes from the heap, not from a fresh mmap
+    assert probe == {"code": 0, "tuned": True, "mmapped": 0}
+
+    env[NO_MALLOC_TUNING_ENV] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", _MALLOC_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["tuned"] is False and probe["mmapped"] >= 64 * 2**20

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 DEBUG_ENV = "GROUNDED_SAM_DEBUG"
+NO_MALLOC_TUNING_ENV = "GROUNDED_SAM_NO_MALLOC_TUNING"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_INCOMPLETE = 4
 
@@ -19,6 +21,13 @@ exit codes:
   4    merge only: some shards have not finished (the message says how many images each
        still lacks); run them again, they resume
   130  interrupted (Ctrl-C); `label` resumes when run again with the same arguments
+"""
+
+MALLOC_NOTE = f"""\
+memory: on Linux the command tunes glibc malloc when it starts, so that freed activation
+buffers are reused by the next layer instead of being returned to the system and faulted in
+again (measured 1.14x on SAM's encoder); the process then keeps its peak memory until it
+exits. {NO_MALLOC_TUNING_ENV}=1 turns that off.
 """
 
 Formatter = argparse.RawDescriptionHelpFormatter  # keeps the hand-wrapped descriptions
@@ -62,3 +71,24 @@ def add_report_options(group: argparse._ActionsContainer) -> None:
     )
     group.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+_malloc_tuned = False  # process-wide: mallopt settings last until the process exits
+
+
+def tune_malloc() -> bool:
+    """Tune glibc malloc for this process (:func:`grounded_sam.runtime.tune_malloc`), once,
+    unless ``GROUNDED_SAM_NO_MALLOC_TUNING`` is 1/true/yes/on. For a program's ``main`` only
+    (the label command, the web app), never for a library call.
+
+    Returns:
+        Whether the process runs with the tuned settings (False: opted out, or not Linux/glibc).
+    """
+    global _malloc_tuned
+    if os.environ.get(NO_MALLOC_TUNING_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+        return _malloc_tuned
+    if not _malloc_tuned:
+        from grounded_sam import runtime
+
+        _malloc_tuned = runtime.tune_malloc()
+    return _malloc_tuned
