@@ -1,7 +1,7 @@
 """grounded-sam web demo: text prompt -> boxes -> SAM masks, clicks -> a mask, everything mode.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--tiny-random] [--sam vit_b]
-                  [--no-download] [--device cpu|cuda] [--models-dir DIR]
+                  [--no-download] [--device cpu|cuda] [--models-dir DIR] [--fast]
 
 The page and its API are only a front: every model call goes through
 ``grounded_sam.service`` (models built lazily, once, shared; each request's data its own).
@@ -195,6 +195,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
     def api_models():
         return {
             "random_weights": manager.tiny_random,
+            "fast": manager.fast,
             "sam": manager.sam_names,
             "detectors": list(service.DETECTOR_KINDS),
             "loaded": manager.loaded(),
@@ -390,8 +391,12 @@ def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from grounded_sam.cli.common import malloc_note
+
     p = argparse.ArgumentParser(
         description="grounded-sam web demo: text prompt -> boxes -> SAM masks (and an API).",
+        epilog=malloc_note("the server"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -409,20 +414,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if any)")
     p.add_argument("--models-dir", default=None, help="checkpoint folder (default: ./models)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="optimised SAM and Grounding DINO: bfloat16 on CPUs with AMX/AVX512-BF16 (and "
+        "GPUs), fused kernels; results close to, not equal to, the exact default "
+        "(GROUNDED_SAM_FORCE_FP32=1 keeps float32)",
+    )
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if not args.tiny_random and not args.no_download:
-        ensure_default_models(args.sam, args.models_dir)
+def build_manager(args: argparse.Namespace) -> service.ModelManager:
+    """The page's model manager for the command line ``args`` (models load on first use)."""
     sam_names = [args.sam] + [n for n in ("vit_b", "vit_l", "vit_h") if n != args.sam]
-    manager = service.ModelManager(
+    return service.ModelManager(
         tiny_random=args.tiny_random,
         device=args.device,
         models_dir=args.models_dir,
         sam_names=sam_names,
+        fast=args.fast,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from grounded_sam.cli.common import tune_malloc
+
+    args = parse_args(argv)
+    tune_malloc()  # process-wide, before any model loads; GROUNDED_SAM_NO_MALLOC_TUNING=1: off
+    if not args.tiny_random and not args.no_download:
+        ensure_default_models(args.sam, args.models_dir)
+    manager = build_manager(args)
     demo = build_demo(manager, default_sam=args.sam)
     demo.queue().launch(
         server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False

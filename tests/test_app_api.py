@@ -66,6 +66,7 @@ def test_endpoints_are_named(client):
 def test_models_reports_random_weights(client):
     info = client.predict(api_name="/models")
     assert info["random_weights"] is True
+    assert info["fast"] is False  # the exact models unless `--fast`
     assert info["detectors"] == ["grounding_dino", "clip"]
     assert all(m["present"] for m in info["models"])
 
@@ -135,3 +136,21 @@ def test_everything(client, image_path):
 def test_bad_requests_get_clear_errors(client, image_path, endpoint, kwargs, message):
     with pytest.raises(AppError, match=message):
         client.predict(image=handle_file(image_path), api_name=endpoint, **kwargs)
+
+
+def test_fast_flag_reaches_the_model_manager(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "grounded_sam_app", Path(__file__).resolve().parents[1] / "app.py"
+    )
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)  # builds nothing: models load on first use
+    assert app.build_manager(app.parse_args(["--tiny-random"])).fast is False
+    manager = app.build_manager(app.parse_args(["--tiny-random", "--fast", "--sam", "vit_l"]))
+    assert manager.fast is True and manager.tiny_random is True
+    with pytest.raises(SystemExit):
+        app.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "--fast" in out and "GROUNDED_SAM_NO_MALLOC_TUNING=1" in out

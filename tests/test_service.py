@@ -168,3 +168,33 @@ def test_options_from_json():
     assert service.options_from_json(None, service.AMG_OPTION_NAMES) == {}
     with pytest.raises(ValueError, match="bogus"):
         service.options_from_json({"bogus": 1}, service.AMG_OPTION_NAMES)
+
+
+def test_fast_manager_serves_requests_through_the_optimised_models(image):
+    from grounded_sam.detectors.fast_grounding_dino import is_optimized as detector_optimized
+    from grounded_sam.segmenters.fast_sam import is_optimized as sam_optimized
+
+    assert service.ModelManager(tiny_random=True).fast is False  # exact by default
+    fast = service.ModelManager(tiny_random=True, device="cpu", fast=True)
+    try:
+        dets, _ = service.detect_segment(
+            fast, image, "ball . box", box_threshold=0.0, text_threshold=0.0
+        )
+        assert len(dets) > 0 and dets.masks.shape == (len(dets), H, W)
+        segmenter, detector = fast.segmenter(), fast.grounding_dino()
+        assert segmenter.fast and segmenter.fast_decoder and sam_optimized(segmenter.sam)
+        assert detector.fast and detector_optimized(detector.model)
+        # a request's detector is a copy with its thresholds: it keeps the fast path
+        assert fast.detector("grounding_dino", box_threshold=0.2).fast
+    finally:
+        fast.close()
+
+
+def test_exact_manager_leaves_the_models_unoptimised(manager, image):
+    from grounded_sam.detectors.fast_grounding_dino import is_optimized as detector_optimized
+    from grounded_sam.segmenters.fast_sam import is_optimized as sam_optimized
+
+    service.detect_segment(manager, image, "ball", box_threshold=0.0, text_threshold=0.0)
+    assert not manager.segmenter().fast and not sam_optimized(manager.segmenter().sam)
+    assert not manager.grounding_dino().fast
+    assert not detector_optimized(manager.grounding_dino().model)
