@@ -12,6 +12,16 @@ so the image encoder runs every time, as it does in SamAutomaticMaskGenerator.ge
 Printed: median wall-clock and CPU seconds (``time.process_time``, all threads: less
 sensitive to other processes on a shared machine), their ratios, the image encoder's time
 alone, and whether the two return the same set of masks with the same predicted IoU.
+
+Variants (``--variants``): ``exact`` = ``SamSegmenter(sam)`` (SAM's own encoder and decoder,
+the same masks bit for bit), ``fast-fp32`` = ``SamSegmenter(sam, fast=True, dtype="fp32")``
+(optimised encoder and decoder in float32), ``fast-bf16`` = ``SamSegmenter(sam, fast=True)``
+(bf16 on CPUs with AMX/AVX512-BF16). The fast variants run on deep copies of the model, so the
+reference keeps segment_anything's modules. The fast ones change values by float rounding
+(fp32) or bf16 error, so instead of "same masks" they report agreement: of the reference's
+masks, how many have a mask of ours with IoU >= 0.9, and the mean best IoU. With random
+weights NMS leaves few masks, so agreement is measured on one extra, untimed run per variant
+with NMS off (``--agreement-nms 1.0``): every candidate mask that passes the filters.
 """
 
 from __future__ import annotations
@@ -45,53 +55,96 @@ def same_masks(ours, ref: list[dict]) -> tuple[bool, str]:
     return True, f"same {len(ref)} masks"
 
 
+def agreement(ours, ref: list[dict], min_iou: float = 0.9) -> str:
+    """How many of ``ref``'s masks have a mask in ``ours`` with IoU >= ``min_iou``."""
+    import numpy as np
+    import torch
+
+    if not ref:
+        return f"reference has no masks, ours {len(ours)}"
+    if len(ours) == 0:
+        return f"0/{len(ref)} masks matched (ours: none)"
+    a = torch.from_numpy(np.stack([r["segmentation"] for r in ref]).reshape(len(ref), -1))
+    b = torch.from_numpy(ours.masks.reshape(len(ours), -1))
+    inter = a.float() @ b.float().T
+    union = a.sum(1, keepdim=True).float() + b.sum(1).float()[None] - inter
+    best = (inter / union.clamp(min=1)).max(1).values
+    return (
+        f"{int((best >= min_iou).sum())}/{len(ref)} masks matched at IoU>={min_iou}"
+        f" (mean best IoU {best.mean():.4f}, ours {len(ours)})"
+    )
+
+
+VARIANTS = ("exact", "fast-fp32", "fast-bf16")
+
+
+def build_variant(name: str, sam):
+    """A SamSegmenter for variant ``name`` without an embedding cache (every call encodes)."""
+    import copy
+
+    from grounded_sam.segmenters.sam import SamSegmenter
+
+    if name == "exact":
+        return SamSegmenter(sam, cache_size=0)
+    dtype = "fp32" if name == "fast-fp32" else None  # None: bf16 where the CPU has it
+    return SamSegmenter(copy.deepcopy(sam), cache_size=0, fast=True, dtype=dtype)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--points", type=int, nargs="+", default=[16, 32], help="points per side")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per setting")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--size", type=int, default=512, help="image side, pixels")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--pred-iou-thresh", type=float, default=0.0)
     p.add_argument("--stability-score-thresh", type=float, default=0.0)
     p.add_argument("--box-nms-thresh", type=float, default=0.7)
+    p.add_argument(
+        "--agreement-nms",
+        type=float,
+        default=1.0,
+        help="box_nms_thresh of the untimed agreement run (1.0: NMS off); -1 skips it",
+    )
     args = p.parse_args(argv)
 
     import torch
     from segment_anything import SamAutomaticMaskGenerator
 
-    from grounded_sam.segmenters.sam import SamSegmenter
-
     threads = common.set_threads(args.threads)
     common.print_header(f"Automatic masks, vit_b (random), {args.size}x{args.size}", threads)
     sam = common.build_sam("vit_b", seed=0)
     image = common.synthetic_image((args.size, args.size), seed=0)
-    segmenter = SamSegmenter(sam, cache_size=0)  # no cache: every call runs the encoder
+    segmenters = {name: build_variant(name, sam) for name in args.variants}
 
-    with torch.inference_mode():
-        segmenter.embed(image)  # warm-up: oneDNN primitives, allocator
-        start, cpu_start = time.perf_counter(), time.process_time()
-        segmenter.embed(image)
-        encoder_s, encoder_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    print(f"   image encoder alone: {common.fmt_s(encoder_s)} wall, {encoder_cpu:.1f} s CPU")
+    for name, segmenter in segmenters.items():
+        with torch.inference_mode():
+            segmenter.embed(image)  # warm-up: oneDNN primitives, allocator, fast set-up
+            start, cpu_start = time.perf_counter(), time.process_time()
+            segmenter.embed(image)
+            encoder_s, encoder_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        print(
+            f"   image encoder alone, {name}: {common.fmt_s(encoder_s)} wall,"
+            f" {encoder_cpu:.1f} s CPU"
+        )
     thresholds = dict(
         pred_iou_thresh=args.pred_iou_thresh,
         stability_score_thresh=args.stability_score_thresh,
         box_nms_thresh=args.box_nms_thresh,
     )
-    print(f"   settings: {thresholds}, others SAM's defaults; {args.repeats} round(s)\n")
+    print(f"   settings: {thresholds}, others SAM's defaults; {args.repeats} round(s)")
+    print("   ratio = segment_anything / variant (higher is faster); CPU = process_time\n")
     print(
-        f"{'points':>8} {'segment_anything':>18} {'grounded_sam':>14} {'ratio':>7}"
-        f" {'CPU: s_a':>10} {'ours':>9} {'ratio':>7}  outputs"
+        f"{'points':>8} {'variant':<11} {'wall':>9} {'ratio':>7} {'CPU':>8} {'ratio':>7}  outputs"
     )
 
     for points in args.points:
         settings = dict(points_per_side=points, **thresholds)
         reference = SamAutomaticMaskGenerator(sam, **settings)
         out: dict = {}
-        runs = {
-            "ref": lambda reference=reference: reference.generate(image),
-            "ours": lambda settings=settings: segmenter.generate(image, **settings),
-        }
+        runs = {"segment_anything": lambda reference=reference: reference.generate(image)}
+        for name, segmenter in segmenters.items():
+            runs[name] = lambda s=segmenter, settings=settings: s.generate(image, **settings)
         wall: dict[str, list[float]] = {name: [] for name in runs}
         cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.repeats):  # alternately, in one process
@@ -100,18 +153,32 @@ def main(argv: list[str] | None = None) -> None:
                 out[name] = fn()
                 wall[name].append(time.perf_counter() - w0)
                 cpu[name].append(time.process_time() - c0)
-        _, verdict = same_masks(out["ours"], out["ref"])
-        med = {k: (common.median(wall[k]), common.median(cpu[k])) for k in runs}
-        (rw, rc), (ow, oc) = med["ref"], med["ours"]
-        print(
-            f"{points:>6}^2 {common.fmt_s(rw):>18} {common.fmt_s(ow):>14} {rw / ow:>6.2f}x"
-            f" {rc:>9.1f}s {oc:>8.1f}s {rc / oc:>6.2f}x  {verdict}"
-        )
-        for k in runs:
+        rw, rc = common.median(wall["segment_anything"]), common.median(cpu["segment_anything"])
+        for name in runs:
+            w, c = common.median(wall[name]), common.median(cpu[name])
+            if name == "segment_anything":
+                verdict = f"{len(out[name])} masks"
+            elif name == "exact":
+                verdict = same_masks(out[name], out["segment_anything"])[1]
+            else:
+                verdict = agreement(out[name], out["segment_anything"])
             print(
-                f"{'':>8} {k} runs, wall: {' '.join(f'{t:.1f}' for t in wall[k])}; "
-                f"CPU: {' '.join(f'{t:.1f}' for t in cpu[k])}"
+                f"{points:>6}^2 {name:<11} {common.fmt_s(w):>9} {rw / w:>6.2f}x"
+                f" {c:>7.1f}s {rc / c:>6.2f}x  {verdict}"
             )
+        for name in runs:
+            print(
+                f"{'':>8} {name} runs, wall: {' '.join(f'{t:.1f}' for t in wall[name])}; "
+                f"CPU: {' '.join(f'{t:.1f}' for t in cpu[name])}"
+            )
+        if args.agreement_nms >= 0:
+            loose = dict(settings, box_nms_thresh=args.agreement_nms)
+            ref = SamAutomaticMaskGenerator(sam, **loose).generate(image)
+            print(f"   agreement run, box_nms_thresh={args.agreement_nms}: {len(ref)} masks")
+            for name, segmenter in segmenters.items():
+                mine = segmenter.generate(image, **loose)
+                verdict = same_masks(mine, ref)[1] if name == "exact" else agreement(mine, ref)
+                print(f"{'':>8} {name:<11} {verdict}")
 
 
 if __name__ == "__main__":
