@@ -23,12 +23,6 @@ exit codes:
   130  interrupted (Ctrl-C); `label` resumes when run again with the same arguments
 """
 
-MALLOC_NOTE = f"""\
-memory: on Linux the command tunes glibc malloc when it starts, so that freed activation
-buffers are reused by the next layer instead of being returned to the system and faulted in
-again (measured 1.14x on SAM's encoder); the process then keeps its peak memory until it
-exits. {NO_MALLOC_TUNING_ENV}=1 turns that off.
-"""
 
 Formatter = argparse.RawDescriptionHelpFormatter  # keeps the hand-wrapped descriptions
 
@@ -92,3 +86,13 @@ def tune_malloc() -> bool:
 
         _malloc_tuned = runtime.tune_malloc()
     return _malloc_tuned
+
+
+def malloc_note(program: str = "the command") -> str:
+    """The ``--help`` paragraph on :func:`tune_malloc` for ``program`` (the command, the server)."""
+    return (
+        f"memory: on Linux {program} tunes glibc malloc when it starts, so that freed activation\n"
+        "buffers are reused by the next layer instead of being returned to the system and\n"
+        "faulted in again (measured 1.14x on SAM's encoder); the process then keeps its peak\n"
+        f"memory until it exits. {NO_MALLOC_TUNING_ENV}=1 turns that off.\n"
+    )

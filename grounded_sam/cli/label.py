@@ -11,11 +11,11 @@ from grounded_sam.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     EXIT_SKIPPED,
-    MALLOC_NOTE,
     Formatter,
     UsageError,
     add_report_options,
     comma_list,
+    malloc_note,
     non_negative,
     positive,
     unit,
@@ -50,7 +50,7 @@ def add_label(commands: Any) -> None:
         "label",
         help="label a folder of images: COCO / YOLO / PNG masks, resumable",
         formatter_class=Formatter,
-        epilog=MALLOC_NOTE + "\n" + EXIT_CODES,
+        epilog=malloc_note() + "\n" + EXIT_CODES,
         description=(
             "Detect the classes in every image, segment them with SAM, and write a dataset.\n"
             "Results are saved per image as they finish; run the same command again after an\n"
