@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    build_grounding_dino,
     median,
     model_flops,
     peak_rss_mib,
@@ -46,19 +46,10 @@ PROMPT = "cat . dog . traffic light . person . car"
 
 def build(size: tuple[int, int], box_threshold: float):
     """(model, detector, pixels, tokens, image size): full-size random model, one image."""
-    import torch
-    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
-
     from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
     from grounded_sam.detectors.phrases import Prompt, PromptTokens
-    from grounded_sam.testing.grounding_dino import tiny_grounding_dino_processor
 
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as vocab_dir:
-        # the tiny vocabulary's ids (< 1100) fit BERT-base's 30522-entry embedding
-        processor = tiny_grounding_dino_processor(vocab_dir)
-    processor.image_processor.size = {"shortest_edge": size[0], "longest_edge": size[1]}
-    model = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
+    model, processor = build_grounding_dino(size)
     det = GroundingDinoDetector(model, processor, box_threshold=box_threshold)
     image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     tokens = PromptTokens.from_tokenizer(processor.tokenizer, Prompt.from_classes(PROMPT))

@@ -137,6 +137,40 @@ def build_sam(model: str = "vit_b", seed: int = 0) -> Any:
     return sam.eval()
 
 
+def build_grounding_dino(
+    size: tuple[int, int] = (800, 1333), seed: int = 0, words: Sequence[str] = ()
+) -> tuple[Any, Any]:
+    """``(model, processor)``: transformers' ``GroundingDinoForObjectDetection`` with its
+    default configuration (Swin-T + BERT-base: grounding-dino-tiny's architecture), seeded
+    random weights, eval mode; the processor resizes to ``size`` (shortest, longest edge) and
+    its tokenizer is the tiny test vocabulary (its ids, < 1100, fit BERT-base's embedding)
+    plus ``words``."""
+    import tempfile
+
+    import torch
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    from grounded_sam.testing.grounding_dino import tiny_grounding_dino_processor
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as vocab_dir:  # the tokenizer reads it at once
+        processor = tiny_grounding_dino_processor(vocab_dir, words)
+    processor.image_processor.size = {"shortest_edge": size[0], "longest_edge": size[1]}
+    model = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
+    return model, processor
+
+
+def build_clip(model_name: str = "ViT-B-32", seed: int = 0) -> tuple[Any, Any, Any]:
+    """``(model, preprocess, tokenizer)``: a full-size open_clip model with seeded random
+    weights (no download: open_clip ships the tokenizer's vocabulary), eval mode."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(seed)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
+    return model.eval(), preprocess, open_clip.get_tokenizer(model_name)
+
+
 def synthetic_image(size: tuple[int, int] = (768, 1024), seed: int = 0) -> Any:
     """A seeded uint8 RGB image (H, W, 3) of smooth shapes on a gradient: not noise, so
     masks decoded from it have structure."""
