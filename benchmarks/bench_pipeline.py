@@ -23,7 +23,10 @@ glibc malloc is tuned first, as ``grounded-sam label`` does (``--no-malloc-tunin
     python benchmarks/bench_pipeline.py [--detector clip|grounding-dino] [--images 6]
         [--rounds 1] [--threads 2] [--points-per-side 8] [--top-k 20] [--no-fast]
 
-Grounding DINO costs 13-30 s per image on 2 cores (fp32): use e.g. ``--images 3``.
+Grounding DINO costs 13-30 s per image on 2 cores (fp32): use e.g. ``--images 3``. With
+random weights SAM's automatic masks are near-identical (whole-image), so the CLIP detector
+keeps about one detection per image: that run weighs the image encoder and the proposal
+decoding; Grounding DINO's gives ``--top-k`` boxes per image to segment.
 """
 
 from __future__ import annotations
@@ -93,17 +96,18 @@ def build_pipelines(args: argparse.Namespace) -> dict[str, Any]:
     import grounded_sam as gs
 
     sam = build_sam("vit_b")
+    device = args.device
     pipes: dict[str, Any] = {}
     kinds = ("exact",) if args.no_fast else ("exact", "fast")
     if args.detector == "clip":
         clip_model, preprocess, tokenizer = build_clip()
+        clip_model = clip_model.to(device)  # not modified by either path: shared
         for kind in kinds:
-            seg = gs.SamSegmenter(
-                copy.deepcopy(sam) if kind == "fast" else sam, fast=kind == "fast"
-            )
+            fast = kind == "fast"
+            seg = gs.SamSegmenter(copy.deepcopy(sam) if fast else sam, device=device, fast=fast)
             det = gs.ClipMaskDetector(
                 seg,
-                clip_model,  # not modified by either path: shared
+                clip_model,
                 preprocess,
                 tokenizer,
                 score_threshold=0.0,  # random weights: let every proposal get a class
@@ -119,9 +123,9 @@ def build_pipelines(args: argparse.Namespace) -> dict[str, Any]:
         model, processor = build_grounding_dino()
         for kind in kinds:
             fast = kind == "fast"
-            seg = gs.SamSegmenter(copy.deepcopy(sam) if fast else sam, fast=fast)
+            seg = gs.SamSegmenter(copy.deepcopy(sam) if fast else sam, device=device, fast=fast)
             det = gs.GroundingDinoDetector(
-                copy.deepcopy(model) if fast else model, processor, fast=fast
+                copy.deepcopy(model) if fast else model, processor, device=device, fast=fast
             )
             pipes[kind] = gs.Pipeline(det, seg, top_k=args.top_k)
     return pipes
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=6, help="synthetic JPEGs in the folder")
     p.add_argument("--rounds", type=int, default=1, help="timed passes per variant")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
     p.add_argument("--points-per-side", type=int, default=8, help="clip: SAM's proposal grid")
     p.add_argument("--top-k", type=int, default=20, help="detections segmented per image")
     p.add_argument("--no-fast", action="store_true", help="skip the auto_label-fast variant")
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         else "Grounding DINO Swin-T/BERT-base (800x1333 input)"
     )
     print(
-        f"   SAM ViT-B + {what}, random weights; top_k {args.top_k}; prompt {PROMPT!r}\n"
+        f"   SAM ViT-B + {what}, random weights, on {args.device}; top_k {args.top_k}; "
+        f"prompt {PROMPT!r}\n"
         f"   {args.images} JPEGs of {', '.join(f'{w}x{h}' for h, w in SIZES[: args.images])}"
         f"{' …' if args.images > len(SIZES) else ''}; {args.rounds} round(s) per variant; "
         f"malloc tuned: {tuned}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
