@@ -27,41 +27,50 @@ def rle_counts(mask: np.ndarray) -> np.ndarray:
 
 
 def _compress(counts: np.ndarray) -> str:
-    out: list[str] = []
-    cnts = [int(c) for c in counts]
-    for i, c in enumerate(cnts):
-        x = c - cnts[i - 2] if i > 2 else c
-        more = True
-        while more:
-            ch = x & 0x1F
-            x >>= 5
-            more = x != -1 if ch & 0x10 else x != 0
-            if more:
-                ch |= 0x20
-            out.append(chr(ch + 48))
-    return "".join(out)
+    """COCO's compressed string of run lengths (``maskApi.c``'s ``rleToString``), vectorised.
+
+    Counts from the third on are stored as differences to the count two places back; each
+    value is written as little-endian 5-bit groups of its two's complement, as few as hold
+    it, one character (``48 + group``, plus 32 when more groups follow) per group.
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    if c.size == 0:
+        return ""
+    x = c.copy()
+    x[3:] -= c[1:-2]
+    # groups needed: the smallest n with -2**(5n-1) <= x < 2**(5n-1)
+    n = np.ones(len(x), dtype=np.int64)
+    for k in range(1, 13):
+        n += (x >= 1 << (5 * k - 1)) | (x < -(1 << (5 * k - 1)))
+    value = np.repeat(x, n)
+    first = np.cumsum(n) - n  # position of each value's first group
+    group = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first, n)
+    chars = (value >> (5 * group)) & 0x1F
+    chars[group < np.repeat(n - 1, n)] |= 0x20
+    return (chars + 48).astype(np.uint8).tobytes().decode("ascii")
 
 
-def _decompress(s: str | bytes) -> list[int]:
-    if isinstance(s, bytes):
-        s = s.decode("ascii")
-    cnts: list[int] = []
-    p = 0
-    while p < len(s):
-        x = 0
-        k = 0
-        more = True
-        while more:
-            c = ord(s[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(cnts) > 2:
-            x += cnts[-2]
-        cnts.append(x)
+def _decompress(s: str | bytes) -> np.ndarray:
+    """Inverse of :func:`_compress`: run lengths, int64 (K,). Raises ValueError if malformed."""
+    raw = s.encode("ascii") if isinstance(s, str) else bytes(s)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if c.min() < 0 or c.max() > 63 or c[-1] & 0x20:
+        raise ValueError(f"not a COCO compressed RLE string: {raw[:60]!r}")
+    last = np.flatnonzero((c & 0x20) == 0)  # each value's last group
+    first = np.concatenate([[0], last[:-1] + 1])
+    n = last - first + 1
+    if n.max() > 13:
+        raise ValueError(f"COCO RLE string holds a value wider than 64 bits: {raw[:60]!r}")
+    group = np.arange(len(c), dtype=np.int64) - np.repeat(first, n)
+    x = np.add.reduceat((c & 0x1F) << (5 * group), first)
+    negative = (c[last] & 0x10) != 0
+    x[negative] -= np.left_shift(1, 5 * n[negative], dtype=np.int64)
+    # undo the differences: count i (i > 2) was stored minus count i - 2
+    cnts = x.copy()
+    cnts[1::2] = np.cumsum(x[1::2])
+    cnts[2::2] = np.cumsum(x[2::2])
     return cnts
 
 
@@ -80,9 +89,16 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
         counts = rle["counts"]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"not a COCO RLE dict with 'size' and 'counts': {rle!r:.200}") from e
-    cnts = _decompress(counts) if isinstance(counts, str | bytes) else [int(c) for c in counts]
-    if sum(cnts) != h * w:
-        raise ValueError(f"RLE counts sum to {sum(cnts)} but size {h}x{w} needs {h * w}")
+    if isinstance(counts, str | bytes):
+        cnts = _decompress(counts)
+    else:
+        cnts = np.asarray([int(c) for c in counts], dtype=np.int64)
+    total = int(cnts.sum())
+    if total != h * w or (cnts < 0).any():
+        raise ValueError(
+            f"RLE counts sum to {total} but size {h}x{w} needs {h * w}"
+            + (" (and counts must not be negative)" if (cnts < 0).any() else "")
+        )
     values = np.zeros(len(cnts), dtype=bool)
     values[1::2] = True
     flat = np.repeat(values, cnts)

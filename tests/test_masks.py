@@ -164,8 +164,31 @@ def test_wrong_ndim_is_refused(func, arg):
         ("not a dict", "'size' and 'counts'"),
         ({"size": [2, 2], "counts": [1, 2]}, "sum to 3"),
         ({"size": [3, 3], "counts": mask_to_rle(np.ones((2, 2), bool))["counts"]}, "3x3"),
+        ({"size": [1, 2], "counts": [3, -1]}, "not be negative"),
+        ({"size": [2, 2], "counts": "5"}, "sum to 5 but size 2x2"),
+        ({"size": [2, 2], "counts": "1i"}, "not a COCO compressed RLE"),  # ends mid-value
+        ({"size": [2, 2], "counts": "1 "}, "not a COCO compressed RLE"),  # below '0'
+        ({"size": [2, 2], "counts": "o" * 14 + "0"}, "wider than 64 bits"),
     ],
 )
 def test_bad_rle(rle, part):
     with pytest.raises(ValueError, match=part):
         rle_to_mask(rle)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rle_of_noisy_and_huge_masks_matches_pycocotools(seed):
+    """Many short runs, runs longer than 2**20 pixels, counts that shrink and grow (negative
+    and positive differences): the vectorised codec writes and reads pycocotools' strings."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 400)), int(rng.integers(1, 400))
+    noisy = rng.uniform(size=(h, w)) < rng.uniform(0.05, 0.95)
+    huge = np.zeros((1200, 1100), bool)
+    huge[int(rng.integers(0, 1200)) :, int(rng.integers(0, 1100)) :] = True
+    for mask in (noisy, huge, ~huge):
+        theirs = _coco_encode(mask)
+        assert mask_to_rle(mask) == theirs
+        np.testing.assert_array_equal(rle_to_mask(theirs), mask)
+        np.testing.assert_array_equal(
+            rle_to_mask(dict(theirs, counts=theirs["counts"].encode())), mask
+        )
