@@ -75,6 +75,42 @@ def test_deformable_attention_matches_transformers_kernel(batch):
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_kernel_keeps_transformers_grid_sample_off_the_cpu():
+    """On CPUs the kernel gathers with embedding_bag; on other devices (GPUs, where
+    grid_sample is fast) it runs transformers' own: seen here through the ops dispatched
+    for CPU and for meta tensors."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from grounded_sam.detectors.fast_grounding_dino import _FastMSDAKernel
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    shapes = [(4, 5), (2, 3)]
+    st = torch.tensor(shapes)
+    start = torch.tensor([0, 20])
+    seen = {}
+    for device in ("cpu", "meta"):
+        g = torch.Generator().manual_seed(0)
+        value = torch.randn(1, 26, 2, 4, generator=g).to(device)
+        loc = torch.rand(1, 7, 2, 2, 3, 2, generator=g).to(device)
+        weights = torch.rand(1, 7, 2, 2, 3, generator=g).to(device)
+        with Ops() as ops:
+            out = _FastMSDAKernel()(value, st.to(device), shapes, start.to(device), loc, weights)
+        assert out.shape == (1, 7, 8)
+        seen[device] = ops.names
+    assert any("embedding_bag" in n for n in seen["cpu"])
+    assert not any("grid_sampler" in n for n in seen["cpu"])
+    assert any("grid_sampler" in n for n in seen["meta"])
+    assert not any("embedding_bag" in n for n in seen["meta"])
+
+
 def test_fp32_path_equals_reference(tiny, inputs):
     model, _ = tiny
     ref = _run(model, inputs)

@@ -13,6 +13,8 @@ What "the same" means here, explicitly:
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -293,6 +295,10 @@ def test_fast_flag_settings_and_fallbacks(sam, monkeypatch):
     assert SamSegmenter(sam, fast=True).fast_decoder  # follows fast …
     assert not SamSegmenter(sam, fast=True, fast_decoder=False).fast_decoder  # … unless told
     assert not SamSegmenter(sam).fast_decoder  # default: SAM's own decoder
+    # off a CPU (where it measured slower, on an H200) fast leaves SAM's decoder, unless told
+    meta = copy.deepcopy(sam)
+    assert not SamSegmenter(meta, fast=True, device="meta").fast_decoder
+    assert SamSegmenter(meta, fast=True, fast_decoder=True, device="meta").fast_decoder
     with pytest.raises(ValueError, match="dtype"):
         SamSegmenter(sam, fast_decoder=True, decoder_dtype="int8")
 
