@@ -239,15 +239,11 @@ def test_from_pretrained_reads_local_files_only(tmp_path):
     # a tag the registry does not list: where to get it by hand
     with pytest.raises(MissingCheckpointError, match="ViT-B-32/openai are not on this machine"):
         ClipMaskDetector.from_pretrained("ViT-B-32", "openai", **empty)
-    # a file where `grounded-sam download` puts it keeps its tag's preprocessing settings
+    # the lookup itself is tested in test_models_clip_loading.py; its old name still imports
     from grounded_sam.detectors.clip_masks import _resolve_checkpoint
+    from grounded_sam.models.clip_loading import find_clip_checkpoint
 
-    placed = tmp_path / "m" / "clip-vit-b-32-laion2b" / "open_clip_model.safetensors"
-    placed.parent.mkdir(parents=True)
-    placed.write_bytes(b"")
-    path, cfg = _resolve_checkpoint("ViT-B-32", placed, None, None)
-    assert path == placed and cfg["hf_hub"].startswith("laion/CLIP-ViT-B-32-laion2B")
-    assert _resolve_checkpoint("ViT-B-32", tmp_path / "tiny.pt", None, None)[1] == {}
+    assert _resolve_checkpoint is find_clip_checkpoint
     with pytest.raises(MissingCheckpointError, match="nope.pt"):
         ClipMaskDetector.from_pretrained("gs-tiny-clip", tmp_path / "nope.pt", segmenter=source)
     with pytest.raises(ValueError, match="known tags"):

@@ -27,14 +27,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from grounded_sam.detectors.phrases import normalize_classes
-from grounded_sam.errors import MissingCheckpointError
 from grounded_sam.masks import masks_to_xyxy
+from grounded_sam.models import clip_loading
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +49,8 @@ DEFAULT_BACKGROUND_PROMPTS: tuple[str, ...] = ("background", "a photo of nothing
 # open_clip's OPENAI_DATASET_MEAN, the fill colour when the preprocess transform shows none.
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _TEXT_CACHE_SIZE = 4096
+# The checkpoint lookup's former name here, still importable from this module.
+_resolve_checkpoint = clip_loading.find_clip_checkpoint
 
 
 class ClipMaskDetector:
@@ -168,37 +169,18 @@ class ClipMaskDetector:
             device: where the CLIP model runs.
             kwargs: passed to the constructor.
 
+        The weights are found and built by :func:`grounded_sam.models.clip_loading.load_clip`.
+
         Raises:
             MissingCheckpointError: the weights are not on disk; the message names the file
                 and the ``grounded-sam download`` command (or the page) that provides it.
             ValueError: ``pretrained`` is neither a file nor a tag open_clip knows.
         """
-        import open_clip
-
-        from grounded_sam.models import registry
-
-        try:
-            entry = registry.get_entry(model_name)
-        except KeyError:
-            entry = None
-        if entry is not None and entry.kind == "clip":
-            model_name = str(entry.builder["model_name"])
-            pretrained = str(entry.builder["pretrained_tag"])
-        path, tag_cfg = _resolve_checkpoint(model_name, pretrained, models_dir, cache_dir)
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name,
-            pretrained=str(path),
-            device=device,
-            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-            image_mean=tag_cfg.get("mean"),
-            image_std=tag_cfg.get("std"),
-            image_interpolation=tag_cfg.get("interpolation"),
-            image_resize_mode=tag_cfg.get("resize_mode"),
+        clip = clip_loading.load_clip(
+            model_name, pretrained, device=device, models_dir=models_dir, cache_dir=cache_dir
         )
-        model.eval()
-        tokenizer = open_clip.get_tokenizer(model_name)
-        kwargs.setdefault("model_id", f"{model_name}/{Path(os.fspath(pretrained)).name}")
-        return cls(segmenter, model, preprocess, tokenizer, **kwargs)
+        kwargs.setdefault("model_id", clip.model_id)
+        return cls(segmenter, clip.model, clip.preprocess, clip.tokenizer, **kwargs)
 
     # ------------------------------------------------------------------ detection
     def detect(self, image: Any, prompt: str | Sequence[str], **amg_options: Any) -> Detections:
@@ -409,78 +391,3 @@ def _fill_colour(
     if len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
         raise ValueError(f"background_fill must be an RGB tuple of 0..255, got {fill!r}")
     return colour  # type: ignore[return-value]
-
-
-def _resolve_checkpoint(
-    model_name: str,
-    pretrained: str | os.PathLike,
-    models_dir: str | os.PathLike | None,
-    cache_dir: str | os.PathLike | None,
-) -> tuple[Path, dict[str, Any]]:
-    """The local weights file for ``pretrained`` (a path or an open_clip tag) and the tag's
-    open_clip config (``{}`` for a plain file). Looks only at the disk."""
-    import open_clip
-
-    from grounded_sam.models import registry
-
-    text = os.fspath(pretrained)
-    if Path(text).expanduser().is_file():
-        # A file the registry knows (e.g. passed by Pipeline.from_registry) keeps its tag's
-        # preprocessing and activation; any other file gets open_clip's defaults.
-        for e in registry.REGISTRY.values():
-            if e.kind == "clip" and e.builder.get("model_name") == model_name:
-                if Path(text).as_posix().endswith(e.path):
-                    tag = str(e.builder.get("pretrained_tag", ""))
-                    return Path(text).expanduser(), open_clip.get_pretrained_cfg(
-                        model_name, tag
-                    ) or {}
-        return Path(text).expanduser(), {}
-    tag_cfg = open_clip.get_pretrained_cfg(model_name, text) or {}
-    if not tag_cfg:
-        if isinstance(pretrained, os.PathLike) or any(c in text for c in "/\\."):
-            raise MissingCheckpointError(Path(text), hint="check the CLIP checkpoint's path")
-        raise ValueError(
-            f"pretrained={text!r} is neither a file nor an open_clip tag of {model_name!r}; "
-            f"known tags: {open_clip.list_pretrained_tags_by_model(model_name) or 'none'}"
-        )
-
-    # 1. where `grounded-sam download` puts it
-    entries = [
-        e
-        for e in registry.REGISTRY.values()
-        if e.kind == "clip"
-        and e.builder.get("model_name") == model_name
-        and e.builder.get("pretrained_tag") == text
-    ]
-    for e in entries:
-        if registry.is_present(e, models_dir):
-            return registry.model_path(e, models_dir), tag_cfg
-    # 2. open_clip's own downloads: a URL file or a Hugging Face hub file
-    hub_repo, hub_file = os.path.split(str(tag_cfg.get("hf_hub", "")))
-    hub_files = (
-        [hub_file] if hub_file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    )
-    url_file = os.path.basename(str(tag_cfg.get("url", "")))
-    url_dir = Path(cache_dir) if cache_dir else Path("~/.cache/clip").expanduser()
-    if url_file and (url_dir / url_file).is_file():
-        return url_dir / url_file, tag_cfg
-    if hub_repo:
-        from huggingface_hub import try_to_load_from_cache
-
-        for name in hub_files:
-            found = try_to_load_from_cache(hub_repo, name, cache_dir=cache_dir)
-            if isinstance(found, str) and os.path.isfile(found):
-                return Path(found), tag_cfg
-
-    if entries:
-        e = entries[0]
-        raise MissingCheckpointError(registry.model_path(e, models_dir), name=e.name)
-    source = f"https://huggingface.co/{hub_repo}" if hub_repo else tag_cfg.get("url") or "?"
-    raise MissingCheckpointError(
-        url_dir / (url_file or hub_files[0]),
-        hint=(
-            f"the open_clip weights {model_name}/{text} are not on this machine and "
-            f"`grounded-sam download` does not list them; download them from {source} and "
-            "pass the file as pretrained="
-        ),
-    )
