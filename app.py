@@ -391,7 +391,7 @@ def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from grounded_sam.cli.common import malloc_note
+    from grounded_sam.cli.common import THREADS_HELP, malloc_note, positive
 
     p = argparse.ArgumentParser(
         description="grounded-sam web demo: text prompt -> boxes -> SAM masks (and an API).",
@@ -417,10 +417,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="optimised SAM and Grounding DINO: bfloat16 on CPUs with AMX/AVX512-BF16 (and "
-        "GPUs), fused kernels; results close to, not equal to, the exact default "
-        "(GROUNDED_SAM_FORCE_FP32=1 keeps float32)",
+        help="optimised SAM and Grounding DINO: bfloat16 on CPUs with AMX/AVX512-BF16, fused "
+        "kernels (on GPUs: SAM's encoder in bf16/fp16); results close to, not equal to, the "
+        "exact default (GROUNDED_SAM_FORCE_FP32=1 keeps float32)",
     )
+    p.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
     return p.parse_args(argv)
 
 
@@ -437,10 +438,11 @@ def build_manager(args: argparse.Namespace) -> service.ModelManager:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from grounded_sam.cli.common import tune_malloc
+    from grounded_sam.cli.common import set_threads, tune_malloc
 
     args = parse_args(argv)
     tune_malloc()  # process-wide, before any model loads; GROUNDED_SAM_NO_MALLOC_TUNING=1: off
+    set_threads(args.threads)
     if not args.tiny_random and not args.no_download:
         ensure_default_models(args.sam, args.models_dir)
     manager = build_manager(args)

@@ -261,3 +261,26 @@ def test_label_tunes_malloc_in_its_process_unless_opted_out(tmp_path):
     assert done.returncode == 0, done.stderr
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     assert probe["tuned"] is False and probe["mmapped"] >= 64 * 2**20
+
+
+def test_label_threads_sets_the_processes_torch_threads(tmp_path):
+    """``--threads N`` is PyTorch's thread count for the run (in a child process: it is
+    process-wide); without it PyTorch's default stays."""
+    images = make_folder(tmp_path / "images", n=1)
+    probe = (
+        "import sys, torch\n"
+        "from grounded_sam.cli import main\n"
+        "default = torch.get_num_threads()\n"
+        "code = main(sys.argv[1:])\n"
+        "print(code, default, torch.get_num_threads())\n"
+    )
+    base = ["label", str(images), "--classes", "cat", "--tiny-random", "--no-progress"]
+    for extra, out in (([], "a"), (["--threads", "1"], "b")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *base, "-o", str(tmp_path / out), *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        code, default, after = map(int, done.stdout.split()[-3:])
+        assert code == 0
+        assert after == (1 if extra else default)

@@ -67,6 +67,21 @@ def add_report_options(group: argparse._ActionsContainer) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+THREADS_HELP = (
+    "CPU threads for the models (default: PyTorch's, one per core). On a machine shared "
+    "with other work give the number of free cores: with 2 threads on a 2-core machine "
+    "whose other core was busy, Grounding DINO (--fast) took 19.3 s against 5.6 s with 1"
+)
+
+
+def set_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` for a program's ``main`` (None: leave PyTorch's default)."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 _malloc_tuned = False  # process-wide: mallopt settings last until the process exits
 
 

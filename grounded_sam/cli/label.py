@@ -11,6 +11,7 @@ from grounded_sam.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     EXIT_SKIPPED,
+    THREADS_HELP,
     Formatter,
     UsageError,
     add_report_options,
@@ -135,10 +136,12 @@ def add_label(commands: Any) -> None:
         "--fast",
         action="store_true",
         help="optimised inference: SAM's encoder and decoder and Grounding DINO in bfloat16 on "
-        "CPUs with AMX/AVX512-BF16 (and on GPUs), fused kernels. Boxes and masks are close to, "
+        "CPUs with AMX/AVX512-BF16, fused kernels (on GPUs: SAM's encoder in bf16/fp16). "
+        "Boxes and masks are close to, "
         "not equal to, the default exact ones; GROUNDED_SAM_FORCE_FP32=1 keeps float32. "
         "Part of the configuration: a run resumes only with the same choice",
     )
+    models.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
     models.add_argument(
         "--dtype",
         default=None,
@@ -200,10 +203,11 @@ def add_label(commands: Any) -> None:
 def cmd_label(args: argparse.Namespace) -> int:
     import grounded_sam as gs
     from grounded_sam.autolabel import list_images
-    from grounded_sam.cli.common import tune_malloc
+    from grounded_sam.cli.common import set_threads, tune_malloc
     from grounded_sam.pipeline import parse_classes
 
     tune_malloc()  # process-wide, before any model allocates; GROUNDED_SAM_NO_MALLOC_TUNING=1: off
+    set_threads(args.threads)
 
     if not args.classes and not args.prompt:
         raise UsageError("label needs --classes or --prompt (or both)")
