@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grounded_sam.errors import MissingCheckpointError
 from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.segmenters.prompts import click_prompts, prepare_prompts, prompt_boxes
+from grounded_sam.segmenters.sam_decoding import binary_masks, fast_decode_fn, upscale_to_original
+from grounded_sam.segmenters.sam_encoding import ImageEmbedding as ImageEmbedding
+from grounded_sam.segmenters.sam_encoding import encode_image, parse_encoder_dtype
+from grounded_sam.segmenters.sam_loading import SAM_MODEL_TYPES as SAM_MODEL_TYPES
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,32 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import torch
     from segment_anything.modeling import Sam
-
-SAM_MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
-# Upscaled logits held at once by `segment`, in values (16 Mi float32 = 64 MiB; at least one
-# mask of 1024 x 1024): bounds memory on large images without changing any value (upscaling
-# is independent per mask) or the speed (measured: 12 to 64 Mi values run alike).
-_UPSCALE_BUDGET = 16 * 2**20
-_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
-_DTYPES |= {"fp16": "float16", "float16": "float16", "half": "float16"}
-
-
-@dataclass(frozen=True, eq=False)
-class ImageEmbedding:
-    """SAM's image embedding of one image, a value (no reference to the segmenter).
-
-    Attributes:
-        features: float32 (1, C, 64, 64), the image encoder's output on the segmenter's
-            device (C = 256 for vit_b/l/h).
-        input_size: (h, w) of the image resized so its long side is 1024, before padding.
-        original_size: (H, W) of the original image.
-        key: content hash of the image (``grounded_sam.image.image_content_key``).
-    """
-
-    features: torch.Tensor
-    input_size: tuple[int, int]
-    original_size: tuple[int, int]
-    key: str
 
 
 @dataclass
@@ -127,7 +104,7 @@ class SamSegmenter:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.device = torch.device(device) if device is not None else sam.device
         self.sam = sam.to(self.device).eval()
-        self.dtype = _parse_dtype(dtype)
+        self.dtype = parse_encoder_dtype(dtype)
         self._dtype_requested = dtype is not None
         self.max_batch = int(max_batch)
         self.fast = bool(fast)
@@ -157,38 +134,19 @@ class SamSegmenter:
     ) -> SamSegmenter:
         """Build SAM ``model_type`` (``"vit_h"``, ``"vit_l"``, ``"vit_b"``) and load ``path``.
 
-        The architecture comes from segment_anything's registry (built without weights); the
-        weights are loaded strictly (``weights_only=True``, every key must fit) on the CPU and
-        the model is then moved to ``device``. ``builder``: a zero-argument function that
-        returns an unloaded ``Sam`` of another configuration (e.g.
-        ``grounded_sam.testing.sam.build_tiny_sam``); ``model_type`` then only names it.
-        ``name``: the download name shown in errors (default ``sam_<model_type>``).
-        Other keyword arguments go to the constructor.
+        Built and loaded strictly on the CPU by ``grounded_sam.segmenters.sam_loading.build_sam``
+        (``builder``, e.g. ``grounded_sam.testing.sam.build_tiny_sam``, and ``name``: see
+        there), then moved to ``device``. Other keyword arguments go to the constructor.
 
         Raises:
             MissingCheckpointError: ``path`` does not exist (checked before building).
             CheckpointError: the file does not fit the architecture (keys/shapes listed).
             ValueError: unknown ``model_type`` and no ``builder``.
         """
-        from grounded_sam.models.loading import load_state_dict_strict
+        from grounded_sam.segmenters.sam_loading import build_sam
 
-        if builder is None:
-            if model_type not in SAM_MODEL_TYPES:
-                raise ValueError(
-                    f"unknown SAM model_type {model_type!r}; expected one of {SAM_MODEL_TYPES} "
-                    "(or pass builder=...)"
-                )
-            from segment_anything import sam_model_registry
-
-            def builder() -> Sam:
-                return sam_model_registry[model_type](checkpoint=None)
-
-        name = name or f"sam_{model_type}"
-        if not Path(path).expanduser().exists():  # fail before building a large model
-            raise MissingCheckpointError(Path(path).expanduser(), name=name)
-        sam = builder()
-        load_state_dict_strict(sam, path, name=name)
-        return cls(sam.eval(), device=device, **kw)
+        sam = build_sam(model_type, path, builder=builder, name=name)
+        return cls(sam, device=device, **kw)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -234,49 +192,26 @@ class SamSegmenter:
         return embedding
 
     def _encode(self, img: np.ndarray, key: str) -> ImageEmbedding:
-        import torch
-
         sam = self._model_for_encoding()
-        if sam.image_format != "RGB":
-            img = img[..., ::-1]
-        resized = self.transform.apply_image(img)
-        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        with torch.no_grad():
-            x = sam.preprocess(x)
-            if self.dtype == torch.float32 or self.fast:  # the fast encoder casts by itself
-                features = sam.image_encoder(x)
-            else:
-                with torch.autocast(device_type=self.device.type, dtype=self.dtype):
-                    features = sam.image_encoder(x)
+        autocast = None if self.fast else self.dtype  # the fast encoder casts by itself
+        embedding = encode_image(
+            sam, self.transform, img, key, device=self.device, autocast_dtype=autocast
+        )
         with self._lock:
             self.stats.encoder_calls += 1
-        return ImageEmbedding(
-            features=features.float(),
-            input_size=(int(resized.shape[0]), int(resized.shape[1])),
-            original_size=(int(img.shape[0]), int(img.shape[1])),
-            key=key,
-        )
+        return embedding
 
     def _model_for_encoding(self) -> Sam:
         if not self.fast or self._fast_ready:
             return self.sam
         with self._lock:
             if not self._fast_ready:
-                try:
-                    from grounded_sam.segmenters.fast_sam import optimize_sam
-                except ModuleNotFoundError as exc:
-                    if exc.name != "grounded_sam.segmenters.fast_sam":
-                        raise
-                    raise RuntimeError(
-                        "SamSegmenter(fast=True) needs grounded_sam.segmenters.fast_sam, which "
-                        "is not available in this installation; use fast=False"
-                    ) from exc
+                from grounded_sam.segmenters.sam_encoding import fast_encoder_model
+
                 # without an explicit dtype the fast encoder picks the best one for the device
-                optimized = optimize_sam(
-                    self.sam, dtype=self.dtype if self._dtype_requested else None
+                self.sam = fast_encoder_model(
+                    self.sam, self.dtype if self._dtype_requested else None
                 )
-                if optimized is not None:
-                    self.sam = optimized
                 self._fast_ready = True
         return self.sam
 
@@ -330,7 +265,9 @@ class SamSegmenter:
             empty = torch.zeros((0, m, *low_res), dtype=torch.float32, device=self.device)
             return empty, torch.zeros((0, m), dtype=torch.float32, device=self.device)
 
-        fast = self._fast_decode_fn()
+        fast = None  # the fast decoder bound to this model and dtype, or SAM's own decoder
+        if self.fast_decoder:
+            fast = fast_decode_fn(self.sam.mask_decoder, self.device, self._decoder_dtype_setting)
         lows, ious = [], []
         with torch.no_grad():
             image_pe = self.sam.prompt_encoder.get_dense_pe()
@@ -360,31 +297,6 @@ class SamSegmenter:
             return lows[0].float(), ious[0].float()
         return torch.cat(lows).float(), torch.cat(ious).float()
 
-    def _fast_decode_fn(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
-        """The fast decoder bound to this model and dtype, or None for SAM's own decoder."""
-        if not self.fast_decoder:
-            return None
-        from grounded_sam import runtime
-        from grounded_sam.segmenters import fast_decoder
-
-        decoder = self.sam.mask_decoder
-        if not fast_decoder.supports(decoder):
-            return None
-        dtype = runtime.resolve_compute_dtype(self._decoder_dtype_setting, self.device)
-
-        def decode(
-            features: torch.Tensor,
-            image_pe: torch.Tensor,
-            sparse: torch.Tensor,
-            dense: torch.Tensor,
-            multimask: bool,
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            return fast_decoder.decode_masks(
-                decoder, features, image_pe, sparse, dense, multimask=multimask, dtype=dtype
-            )
-
-        return decode
-
     def upscale_masks(
         self, low_res_logits: torch.Tensor, embedding: ImageEmbedding
     ) -> torch.Tensor:
@@ -396,35 +308,16 @@ class SamSegmenter:
         resampling of the unpadded region straight to (H, W) (``fast_decoder.upscale_logits``),
         faster, with masks that differ along edges. Threshold with :attr:`mask_threshold`.
         """
-        import torch
-
-        from grounded_sam.segmenters.fast_decoder import upscale_logits, upscale_logits_exact
-
-        upscale = upscale_logits if self.fast_decoder else upscale_logits_exact
-        with torch.no_grad():
-            return upscale(
-                low_res_logits,
-                embedding.input_size,
-                embedding.original_size,
-                self.sam.image_encoder.img_size,
-            )
+        img_size = self.sam.image_encoder.img_size
+        return upscale_to_original(low_res_logits, embedding, img_size, fast=self.fast_decoder)
 
     def _binary_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
         """(N, 256, 256) logits -> bool (N, H, W) numpy, upscaled a few at a time."""
-        import torch
 
-        h, w = embedding.original_size
-        out = np.empty((len(low_res), h, w), dtype=bool)
-        step = max(1, _UPSCALE_BUDGET // max(h * w, 1024 * 1024))
-        for start in range(0, len(low_res), step):
-            logits = self.upscale_masks(low_res[start : start + step, None], embedding)[:, 0]
-            if logits.device.type == "cpu":  # threshold straight into the numpy result
-                torch.gt(
-                    logits, self.mask_threshold, out=torch.from_numpy(out[start : start + step])
-                )
-            else:
-                out[start : start + step] = (logits > self.mask_threshold).cpu().numpy()
-        return out
+        def upscale(logits: torch.Tensor) -> torch.Tensor:
+            return self.upscale_masks(logits, embedding)
+
+        return binary_masks(upscale, low_res, embedding.original_size, self.mask_threshold)
 
     # ------------------------------------------------------------------ tasks
     def segment(self, image: Any, detections: Detections, multimask: bool = False) -> Detections:
@@ -521,18 +414,3 @@ class SamSegmenter:
         from grounded_sam.segmenters.amg import generate_masks
 
         return generate_masks(self, image, **amg_options)
-
-
-def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    import torch
-
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        key = dtype.lower().removeprefix("torch.")
-        if key not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-        dtype = getattr(torch, _DTYPES[key])
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-    return dtype

@@ -1,0 +1,121 @@
+"""SAM's image side for ``SamSegmenter``: the embedding value, the encoder dtype, the fast encoder.
+
+:func:`encode_image` is ``SamPredictor.set_image``'s arithmetic as a function: resize with
+``ResizeLongestSide``, normalise and pad with ``Sam.preprocess``, run the image encoder
+(under ``torch.autocast`` for a reduced ``dtype``) and return an :class:`ImageEmbedding`.
+torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+    from segment_anything.modeling import Sam
+
+_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+_DTYPES |= {"fp16": "float16", "float16": "float16", "half": "float16"}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """SAM's image embedding of one image, a value (no reference to the segmenter).
+
+    Attributes:
+        features: float32 (1, C, 64, 64), the image encoder's output on the segmenter's
+            device (C = 256 for vit_b/l/h).
+        input_size: (h, w) of the image resized so its long side is 1024, before padding.
+        original_size: (H, W) of the original image.
+        key: content hash of the image (``grounded_sam.image.image_content_key``).
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+    key: str
+
+
+def parse_encoder_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``SamSegmenter``'s ``dtype`` setting -> float32 (for None), bfloat16 or float16.
+
+    Accepts a ``torch.dtype`` or "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"/"half"
+    (any case, optional "torch." prefix); raises ValueError naming the accepted spellings.
+    """
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        key = dtype.lower().removeprefix("torch.")
+        if key not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        dtype = getattr(torch, _DTYPES[key])
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    return dtype
+
+
+def fast_encoder_model(sam: Sam, dtype: torch.dtype | None) -> Sam:
+    """``sam`` with the optimised image encoder of ``fast_sam.optimize_sam`` (in place).
+
+    ``dtype``: the encoder's compute dtype; None lets it pick the fastest for the device.
+    Raises RuntimeError (use ``fast=False``) where ``fast_sam`` is not installed.
+    """
+    try:
+        from grounded_sam.segmenters.fast_sam import optimize_sam
+    except ModuleNotFoundError as exc:
+        if exc.name != "grounded_sam.segmenters.fast_sam":
+            raise
+        raise RuntimeError(
+            "SamSegmenter(fast=True) needs grounded_sam.segmenters.fast_sam, which "
+            "is not available in this installation; use fast=False"
+        ) from exc
+    optimized = optimize_sam(sam, dtype=dtype)
+    return sam if optimized is None else optimized
+
+
+def encode_image(
+    sam: Sam,
+    transform: Any,
+    img: np.ndarray,
+    key: str,
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+) -> ImageEmbedding:
+    """The :class:`ImageEmbedding` of ``img``, exactly as ``SamPredictor.set_image`` computes it.
+
+    Args:
+        sam: the model (its ``image_format``, ``preprocess`` and ``image_encoder``).
+        transform: segment_anything's ``ResizeLongestSide`` for the encoder's input size.
+        img: RGB uint8 (H, W, 3), as ``grounded_sam.image.load_image`` returns it.
+        key: the image's content hash, stored in the embedding.
+        device: where the encoder runs.
+        autocast_dtype: run the encoder under ``torch.autocast`` in this dtype; None or
+            float32 runs it as it is (the fast encoder casts by itself).
+
+    Returns:
+        features float32 (1, C, 64, 64) on ``device``, with the resized and original sizes.
+    """
+    import torch
+
+    if sam.image_format != "RGB":
+        img = img[..., ::-1]
+    resized = transform.apply_image(img)
+    x = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()[None]
+    with torch.no_grad():
+        x = sam.preprocess(x)
+        if autocast_dtype is None or autocast_dtype == torch.float32:
+            features = sam.image_encoder(x)
+        else:
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                features = sam.image_encoder(x)
+    return ImageEmbedding(
+        features=features.float(),
+        input_size=(int(resized.shape[0]), int(resized.shape[1])),
+        original_size=(int(img.shape[0]), int(img.shape[1])),
+        key=key,
+    )
