@@ -56,23 +56,13 @@ def same_masks(ours, ref: list[dict]) -> tuple[bool, str]:
 
 
 def agreement(ours, ref: list[dict], min_iou: float = 0.9) -> str:
-    """How many of ``ref``'s masks have a mask in ``ours`` with IoU >= ``min_iou``."""
+    """How many of ``ref``'s masks (SAM's records) have a mask in ``ours`` (Detections) with
+    IoU >= ``min_iou``."""
     import numpy as np
-    import torch
 
-    if not ref:
-        return f"reference has no masks, ours {len(ours)}"
-    if len(ours) == 0:
-        return f"0/{len(ref)} masks matched (ours: none)"
-    a = torch.from_numpy(np.stack([r["segmentation"] for r in ref]).reshape(len(ref), -1))
-    b = torch.from_numpy(ours.masks.reshape(len(ours), -1))
-    inter = a.float() @ b.float().T
-    union = a.sum(1, keepdim=True).float() + b.sum(1).float()[None] - inter
-    best = (inter / union.clamp(min=1)).max(1).values
-    return (
-        f"{int((best >= min_iou).sum())}/{len(ref)} masks matched at IoU>={min_iou}"
-        f" (mean best IoU {best.mean():.4f}, ours {len(ours)})"
-    )
+    h, w = ours.image_size
+    theirs = np.stack([r["segmentation"] for r in ref]) if ref else np.zeros((0, h, w), bool)
+    return common.mask_agreement(ours.masks, theirs, min_iou)
 
 
 VARIANTS = ("exact", "fast-fp32", "fast-bf16")

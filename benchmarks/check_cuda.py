@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -36,28 +35,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_grounding_dino  # noqa: E402
 import common  # noqa: E402  (sets sys.path for grounded_sam when run from a checkout)
 
 
 def timed(fns: dict[str, Callable[[], Any]], device: Any, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each function, called alternately after one warm-up each."""
+    """Median milliseconds of each function, called alternately after one warm-up each,
+    with the device synchronised around each call."""
     import torch
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: common.median(v) for k, v in times.items()}
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    times = common.time_alternating(fns, repeats, sync=sync)
+    return {k: common.median(v) * 1e3 for k, v in times.items()}
 
 
 def report(title: str, ms: dict[str, float], notes: dict[str, str]) -> None:
@@ -77,21 +66,6 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = (a & b).reshape(len(a), -1).sum(1)
     union = (a | b).reshape(len(a), -1).sum(1)
     return inter / np.maximum(union, 1)
-
-
-def matched(ours: np.ndarray, ref: np.ndarray, min_iou: float = 0.9) -> str:
-    """How many of ``ref``'s masks (N, H, W) have a mask in ``ours`` with IoU >= min_iou."""
-    import torch
-
-    if len(ref) == 0 or len(ours) == 0:
-        return f"ref {len(ref)} masks, ours {len(ours)}"
-    a = torch.from_numpy(ref.reshape(len(ref), -1)).float()
-    b = torch.from_numpy(ours.reshape(len(ours), -1)).float()
-    inter = a @ b.T
-    best = (inter / (a.sum(1, keepdim=True) + b.sum(1)[None] - inter).clamp(min=1)).max(1).values
-    return (
-        f"{int((best >= min_iou).sum())}/{len(ref)} masks matched (mean best IoU {best.mean():.4f})"
-    )
 
 
 def sam_encoder(sam: Any, device: Any, size: int, repeats: int) -> None:
@@ -161,7 +135,7 @@ def automatic_masks(sam: Any, device: Any, image: np.ndarray, points: int, repea
         [r["segmentation"] for r in SamAutomaticMaskGenerator(sam, **loose).generate(image)]
     )
     mine = ours.generate(image, **loose).masks
-    note = f"NMS off: {matched(mine, ref)}"
+    note = f"NMS off: {common.mask_agreement(mine, ref)}"
     report(
         f"automatic masks, {points} points/side, {image.shape[1]}x{image.shape[0]}",
         ms,
@@ -174,7 +148,6 @@ def grounding_dino(device: Any, size: tuple[int, int], repeats: int) -> None:
 
     from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
     from grounded_sam.detectors.phrases import Prompt, PromptTokens
-    from grounded_sam.geometry import box_iou
 
     model, processor = common.build_grounding_dino(size)
     ref = GroundingDinoDetector(model, processor, device=device)
@@ -198,13 +171,10 @@ def grounding_dino(device: Any, size: tuple[int, int], repeats: int) -> None:
             repeats,
         )
     d_ref = ref.postprocess(*outs["ref"], tokens, hw)
-    d_ours = ref.postprocess(*outs["ours"], tokens, hw)
-    note = f"detections {len(d_ref)} vs {len(d_ours)}"
-    if len(d_ref) and len(d_ours):
-        iou = box_iou(d_ref.xyxy, d_ours.xyxy)
-        j = iou.argmax(1)
-        ok = (iou.max(1) >= 0.9) & (d_ours.class_id[j] == d_ref.class_id)
-        note += f"; IoU >= 0.9 and same class: {int(ok.sum())}/{len(d_ref)}"
+    n_ref, n_ours, agree9, _ = bench_grounding_dino.agreement(
+        d_ref, ref.postprocess(*outs["ours"], tokens, hw)
+    )
+    note = f"detections {n_ref} vs {n_ours}; IoU >= 0.9 and same class: {agree9}/{n_ref}"
     report(f"Grounding DINO Swin-T, {size[0]}x{size[1]}", ms, {"ours fast (auto dtype)": note})
 
 

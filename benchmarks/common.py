@@ -43,12 +43,17 @@ def set_threads(n: int | None) -> int:
 
 
 def time_alternating(
-    fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], Any] | None = None,
 ) -> dict[str, list[float]]:
     """Wall-clock seconds of each function, called round-robin ``repeats`` times.
 
     Each function first runs ``warmup`` times (also round-robin, not timed): first calls
-    allocate buffers and create oneDNN primitives. Returns name -> list of seconds.
+    allocate buffers and create oneDNN primitives. ``sync`` (e.g. ``torch.cuda.synchronize``)
+    runs before and after each timed call, so asynchronous device work is counted.
+    Returns name -> list of seconds.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -56,10 +61,37 @@ def time_alternating(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if sync is not None:
+                sync()
             start = time.perf_counter()
             fn()
+            if sync is not None:
+                sync()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def mask_agreement(ours: Any, ref: Any, min_iou: float = 0.9) -> str:
+    """How many of ``ref``'s masks have a mask in ``ours`` with IoU >= ``min_iou``.
+
+    ``ours`` (M, H, W) and ``ref`` (N, H, W) bool arrays; each reference mask is paired with
+    its best match (IoU by one matrix product). Returns a line for a benchmark's output.
+    """
+    import torch
+
+    if len(ref) == 0:
+        return f"reference has no masks, ours {len(ours)}"
+    if len(ours) == 0:
+        return f"0/{len(ref)} masks matched (ours: none)"
+    a = torch.from_numpy(ref.reshape(len(ref), -1)).float()
+    b = torch.from_numpy(ours.reshape(len(ours), -1)).float()
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1)[None] - inter
+    best = (inter / union.clamp(min=1)).max(1).values
+    return (
+        f"{int((best >= min_iou).sum())}/{len(ref)} masks matched at IoU>={min_iou}"
+        f" (mean best IoU {best.mean():.4f}, ours {len(ours)})"
+    )
 
 
 def median(xs: Sequence[float]) -> float:
