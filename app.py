@@ -391,7 +391,7 @@ def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from grounded_sam.cli.common import THREADS_HELP, malloc_note, positive
+    from grounded_sam.cli.common import FAST_HELP, THREADS_HELP, malloc_note, positive
 
     p = argparse.ArgumentParser(
         description="grounded-sam web demo: text prompt -> boxes -> SAM masks (and an API).",
@@ -417,9 +417,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="optimised SAM and Grounding DINO: bfloat16 on CPUs with AMX/AVX512-BF16, fused "
-        "kernels (on GPUs: SAM's encoder in bf16/fp16); results close to, not equal to, the "
-        "exact default (GROUNDED_SAM_FORCE_FP32=1 keeps float32)",
+        help=FAST_HELP,
     )
     p.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
     return p.parse_args(argv)

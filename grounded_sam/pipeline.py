@@ -130,9 +130,12 @@ class Pipeline:
                 together, one resampling to the original size); Grounding DINO runs through
                 ``grounded_sam.detectors.fast_grounding_dino`` (deformable attention without
                 ``grid_sample``; box heads and logits in float32). Compute is bfloat16 on
-                CPUs with AMX or AVX512-BF16 and on GPUs that support it (float16 on other
-                GPUs), float32 elsewhere; an explicit ``segmenter_options={"dtype": ...}``
-                or ``detector_options={"fast_dtype": ...}`` overrides that, and
+                CPUs with AMX or AVX512-BF16, float32 on other CPUs; on GPUs only SAM's image
+                encoder changes (bfloat16, or float16 where bf16 is missing), since the fast
+                decoder and Grounding DINO measured slower there (``SamSegmenter`` and
+                ``optimize_grounding_dino`` say how much). An explicit
+                ``segmenter_options={"dtype": ...}`` or ``detector_options={"fast_dtype": ...}``
+                overrides that, and
                 ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. The models are optimised in
                 place on their first call. Boxes and masks are close to the exact path's,
                 not equal (masks differ along edges, scores by bfloat16 rounding), so the

@@ -23,7 +23,6 @@ exit codes:
   130  interrupted (Ctrl-C); `label` resumes when run again with the same arguments
 """
 
-
 Formatter = argparse.RawDescriptionHelpFormatter  # keeps the hand-wrapped descriptions
 
 
@@ -67,6 +66,12 @@ def add_report_options(group: argparse._ActionsContainer) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+FAST_HELP = (
+    "optimised inference: SAM's encoder and decoder and Grounding DINO in bfloat16 on CPUs "
+    "with AMX/AVX512-BF16, fused kernels (on GPUs: SAM's encoder in bf16/fp16); boxes and "
+    "masks are close to, not equal to, the exact default (GROUNDED_SAM_FORCE_FP32=1 keeps "
+    "float32)"
+)
 THREADS_HELP = (
     "CPU threads for the models (default: PyTorch's, one per core). On a machine shared "
     "with other work give the number of free cores: with 2 threads on a 2-core machine "

@@ -11,6 +11,7 @@ from grounded_sam.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     EXIT_SKIPPED,
+    FAST_HELP,
     THREADS_HELP,
     Formatter,
     UsageError,
@@ -135,11 +136,7 @@ def add_label(commands: Any) -> None:
     models.add_argument(
         "--fast",
         action="store_true",
-        help="optimised inference: SAM's encoder and decoder and Grounding DINO in bfloat16 on "
-        "CPUs with AMX/AVX512-BF16, fused kernels (on GPUs: SAM's encoder in bf16/fp16). "
-        "Boxes and masks are close to, "
-        "not equal to, the default exact ones; GROUNDED_SAM_FORCE_FP32=1 keeps float32. "
-        "Part of the configuration: a run resumes only with the same choice",
+        help=FAST_HELP + ". Part of the configuration: a run resumes only with the same choice",
     )
     models.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
     models.add_argument(

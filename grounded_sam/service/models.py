@@ -98,8 +98,9 @@ class ModelManager:
         clip: the registry name of the open_clip model.
         fast: build SAM and Grounding DINO with their optimised paths
             (``SamSegmenter(fast=True)``, ``GroundingDinoDetector(fast=True)``: bfloat16 on
-            CPUs with AMX/AVX512-BF16 and on GPUs, fused kernels; results close to, not equal
-            to, the exact default; ``GROUNDED_SAM_FORCE_FP32=1`` keeps float32). CLIP is
+            CPUs with AMX/AVX512-BF16, fused kernels; on GPUs SAM's image encoder only; results
+            close to, not equal to, the exact default; ``GROUNDED_SAM_FORCE_FP32=1`` keeps
+            float32). CLIP is
             unchanged (it scores SAM's masks, which come from the fast segmenter).
     """
 
