@@ -36,7 +36,8 @@ MALLOC_ENV: dict[str, str] = {
     "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
 }
 
-_DTYPE_NAMES = {
+# spellings of the compute dtypes, shared by every dtype setting of the package
+DTYPE_NAMES = {
     "fp32": "float32",
     "float32": "float32",
     "float": "float32",
@@ -100,8 +101,8 @@ def parse_dtype(dtype: Any) -> torch.dtype | None:
         key = dtype.strip().lower().removeprefix("torch.")
         if key == "auto":
             return None
-        if key in _DTYPE_NAMES:
-            return getattr(torch, _DTYPE_NAMES[key])
+        if key in DTYPE_NAMES:
+            return getattr(torch, DTYPE_NAMES[key])
     raise ValueError(
         f"dtype must be None/'auto', 'fp32', 'bf16', 'fp16' or a torch dtype, got {dtype!r}"
     )

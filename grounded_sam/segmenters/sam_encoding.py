@@ -16,9 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from segment_anything.modeling import Sam
 
-_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
-_DTYPES |= {"fp16": "float16", "float16": "float16", "half": "float16"}
-
 
 @dataclass(frozen=True, eq=False)
 class ImageEmbedding:
@@ -41,18 +38,22 @@ class ImageEmbedding:
 def parse_encoder_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """``SamSegmenter``'s ``dtype`` setting -> float32 (for None), bfloat16 or float16.
 
-    Accepts a ``torch.dtype`` or "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"/"half"
-    (any case, optional "torch." prefix); raises ValueError naming the accepted spellings.
+    Accepts a ``torch.dtype`` or a spelling of ``grounded_sam.runtime.DTYPE_NAMES``
+    ("fp32"/"float32"/"float", "bf16"/"bfloat16", "fp16"/"float16"/"half"; any case, optional
+    "torch." prefix), not "auto" (None is the default here). Raises ValueError naming the
+    accepted spellings.
     """
     import torch
+
+    from grounded_sam.runtime import DTYPE_NAMES
 
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
         key = dtype.lower().removeprefix("torch.")
-        if key not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-        dtype = getattr(torch, _DTYPES[key])
+        if key not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_NAMES)}")
+        dtype = getattr(torch, DTYPE_NAMES[key])
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
     return dtype
