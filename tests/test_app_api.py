@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _app_server import AppServer
 from PIL import Image
 
 from grounded_sam.masks import rle_to_mask
@@ -18,15 +17,8 @@ H, W = 72, 100  # not square: a swapped (H, W) would show
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with AppServer(log) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server) -> Client:
-    return Client(server.url, verbose=False)
+def client(app_server) -> Client:
+    return Client(app_server.url, verbose=False)
 
 
 @pytest.fixture(scope="module")

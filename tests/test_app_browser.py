@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _app_server import ROOT, AppServer
+from _app_server import ROOT
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -31,13 +31,6 @@ def _find(name: str, *candidates: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed; run `apt-get install chromium chromium-driver`")
     return found
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with AppServer(log) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +73,9 @@ def _table_rows(driver, elem_id: str) -> int:
     return int(grid.get_attribute("aria-rowcount")) - 1
 
 
-def _open_with_image(driver, server) -> WebDriverWait:
+def _open_with_image(driver, app_server) -> WebDriverWait:
     """Load the page and upload the example image; returns a waiter."""
-    driver.get(server.url)
+    driver.get(app_server.url)
     wait = _wait(driver)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#input-image")))
     upload = driver.find_element(By.CSS_SELECTOR, "#input-image input[type=file]")
@@ -91,8 +84,8 @@ def _open_with_image(driver, server) -> WebDriverWait:
     return wait
 
 
-def test_text_prompt_run_in_the_browser(server, browser):
-    wait = _open_with_image(browser, server)
+def test_text_prompt_run_in_the_browser(app_server, browser):
+    wait = _open_with_image(browser, app_server)
     assert "Random weights" in browser.find_element(By.ID, "model-status").text
 
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
@@ -125,8 +118,8 @@ def test_text_prompt_run_in_the_browser(server, browser):
     assert path.stat().st_size > 10_000
 
 
-def test_click_mode_in_the_browser(server, browser):
-    wait = _open_with_image(browser, server)
+def test_click_mode_in_the_browser(app_server, browser):
+    wait = _open_with_image(browser, app_server)
     tab = next(
         b
         for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")
