@@ -250,15 +250,51 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:7.3f} s"
 
 
+def onednn_version() -> str:
+    """The oneDNN version torch was built with ("v3.12.0"), from torch's build configuration."""
+    import re
+
+    import torch
+
+    match = re.search(r"MKL-DNN (v[\d.]+)", torch.__config__.show())
+    return match.group(1) if match else "unknown"
+
+
+def int8_gops(n: int = 4096, repeats: int = 3) -> float:
+    """Best-of-``repeats`` GOP/s of an int8 n x n @ n x n product (``torch._int_mm``), or 0."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    try:
+        torch._int_mm(a, b)
+    except (RuntimeError, AttributeError):
+        return 0.0
+    best = min(_timed(lambda: torch._int_mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
 def print_header(title: str, threads: int) -> dict[str, float]:
-    """Print the run's context and the matmul ceilings; returns {'float32': .., 'bfloat16': ..}."""
+    """Print where the run happens and the matmul ceilings; returns {'float32': .., 'bfloat16': ..,
+    'int8': ..} (GFLOP/s, GOP/s for int8).
+
+    Every figure belongs to one CPU kind: the header names the CPU model, its core count, the
+    instruction sets that decide the kernels (AVX2, AVX-512, AVX512-BF16, AMX) and any ISA cap
+    set in the environment, what ``fast`` computes in here, the torch and oneDNN versions, and
+    the fp32 / bf16 / int8 matmul ceilings measured now, in this process.
+    """
     from grounded_sam import runtime
 
     print(f"== {title}")
-    print(f"   {runtime.describe()}")
+    for line in runtime.cpu_lines():
+        print(f"   {line}")
+    print(f"   {runtime.describe()}, oneDNN {onednn_version()}")
     ceilings = {name: matmul_gflops(name) for name in ("float32", "bfloat16")}
+    ceilings["int8"] = int8_gops()
+    bf16_kind = "hardware" if runtime.cpu_has_fast_bf16() else "emulated"
     print(
-        f"   matmul ceiling (4096^2, {threads} threads): "
-        f"fp32 {ceilings['float32']:.0f} GFLOP/s, bf16 {ceilings['bfloat16']:.0f} GFLOP/s"
+        f"   matmul ceiling (4096^2, {threads} threads): fp32 {ceilings['float32']:.0f} GFLOP/s, "
+        f"bf16 {ceilings['bfloat16']:.0f} GFLOP/s ({bf16_kind}), int8 {ceilings['int8']:.0f} GOP/s"
     )
     return ceilings

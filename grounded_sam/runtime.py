@@ -5,7 +5,11 @@ flipped between two calls, and importing this module touches neither torch nor `
 
 - :func:`force_fp32` -- the numerical-safety switch (``GROUNDED_SAM_FORCE_FP32=1``).
 - :func:`cpu_flags` / :func:`cpu_has_fast_bf16` -- does this CPU run bfloat16 matmuls in
-  hardware (AMX or AVX512-BF16)? Without it bf16 is emulated and slower than fp32.
+  hardware (AMX or AVX512-BF16), and may oneDNN use them (:func:`onednn_bf16_kernels`)?
+  Without them bf16 is emulated and slower than fp32, and fused oneDNN bf16 linears do not
+  exist at all: :func:`fused_bf16_linear_op` is then None.
+- :func:`cpu_summary` / :func:`cpu_lines` -- CPU model, instruction sets and what ``fast``
+  picks, for ``grounded-sam info`` and benchmark headers.
 - :func:`resolve_compute_dtype` -- turns a user's ``dtype`` setting (``None``/"auto",
   "bf16", "fp16", "fp32" or a ``torch.dtype``) into the dtype to run on a given device.
 - :func:`malloc_env` / :func:`malloc_advice` -- glibc malloc settings that stop the
@@ -67,23 +71,157 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+# The instruction sets that decide which kernels run, in the order a reader compares CPUs.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# oneDNN's ISA cap and ATen's kernel choice: set them to run as a smaller CPU would.
+ISA_LIMIT_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's marketing name ("AMD EPYC 7B13", ...) from ``/proc/cpuinfo``, else platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_bf16_kernels() -> bool:
+    """True when oneDNN (PyTorch's CPU GEMM library) can run bfloat16 GEMMs here.
+
+    Asks oneDNN itself, so the answer follows both the hardware and ``ONEDNN_MAX_CPU_ISA``
+    (an AMX machine capped at AVX2 answers False, as an AVX2-only CPU does). Where it says
+    False, a fused oneDNN bf16 linear fails with "could not create a primitive descriptor",
+    so none is ever run; plain bf16 ops still work through ATen's generic kernels.
+    """
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is not None:
+        try:
+            return bool(check())
+        except RuntimeError:
+            return False
+    op = mkldnn_linear_op()  # older torch: try one tiny GEMM
+    if op is None:
+        return False
+    x = torch.ones(2, 16, dtype=torch.bfloat16)
+    try:
+        op(x, torch.ones(16, 16, dtype=torch.bfloat16), None, "none", [], "")
+    except RuntimeError:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
-    """True when bfloat16 matmuls run in hardware on this CPU (AMX-BF16 or AVX512-BF16).
+    """True when bfloat16 matmuls run in hardware on this CPU (AMX-BF16 or AVX512-BF16)
+    and oneDNN may use them (not capped by ``ONEDNN_MAX_CPU_ISA``).
 
     Reads ``/proc/cpuinfo``; where that is missing (macOS, Windows) asks torch's own CPU
     capability probe. Apple silicon and older x86 return False: bf16 is emulated there.
     """
     flags = cpu_flags()
     if flags:
-        return bool({"amx_bf16", "avx512_bf16"} & flags)
-    try:
-        import torch
+        hardware = bool({"amx_bf16", "avx512_bf16"} & flags)
+    else:
+        try:
+            import torch
 
-        caps: dict[str, Any] = torch.cpu.get_capabilities()  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+            caps: dict[str, Any] = torch.cpu.get_capabilities()  # type: ignore[attr-defined]
+        except Exception:
+            return False
+        hardware = bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    return hardware and onednn_bf16_kernels()
+
+
+def missing_bf16_reason() -> str:
+    """Why bf16 is slow on this CPU ('' when it is fast), for warnings and ``info``."""
+    if cpu_has_fast_bf16():
+        return ""
+    flags = cpu_flags()
+    if flags and {"amx_bf16", "avx512_bf16"} & flags:
+        limits = ", ".join(f"{k}={os.environ[k]}" for k in ISA_LIMIT_ENV if os.environ.get(k))
+        return f"oneDNN's bf16 kernels are off here: {limits or 'oneDNN reports none'}"
+    return f"{cpu_model()} has neither AMX-BF16 nor AVX512-BF16"
+
+
+def warn_if_bf16_is_emulated(dtype: Any, device: Any = "cpu") -> None:
+    """Warn (once per call site) when ``dtype`` asks for bf16 on a CPU without bf16 kernels.
+
+    That still runs, correctly: bf16 autocast falls back to ATen's generic kernels (no
+    fused oneDNN linears), several times slower than fp32. ``dtype=None``/"auto" never
+    warns: it picks fp32 on such CPUs.
+    """
+    import warnings
+
+    import torch
+
+    if torch.device(device).type != "cpu" or force_fp32():
+        return
+    if parse_dtype(dtype) is torch.bfloat16 and not cpu_has_fast_bf16():
+        warnings.warn(
+            f"bf16 was asked for, but {missing_bf16_reason()}: it runs on generic kernels, "
+            "slower than fp32. Use dtype='auto' (or 'fp32', GROUNDED_SAM_FORCE_FP32=1) on "
+            "this CPU.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def cpu_summary() -> dict[str, Any]:
+    """The CPU facts a speed figure or a bug report needs: model, cores, ISA, kernels.
+
+    Keys: ``model`` (str), ``cores`` (logical CPUs), ``isa`` ({flag: bool} for
+    :data:`ISA_FLAGS`), ``isa_limits`` ({env var: value} of :data:`ISA_LIMIT_ENV` that are
+    set), ``aten_capability`` (the vector ISA ATen's kernels use), ``onednn_bf16`` (bool),
+    ``fast_bf16`` (bool) and ``fast_dtype`` ("bfloat16"/"float32": what ``fast`` computes in
+    on this CPU).
+    """
+    import torch
+
+    flags = cpu_flags()
+    try:
+        aten = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # pragma: no cover - torch < 2.1
+        aten = "unknown"
+    return {
+        "model": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "isa": {f: f in flags for f in ISA_FLAGS},
+        "isa_limits": {k: os.environ[k] for k in ISA_LIMIT_ENV if os.environ.get(k)},
+        "aten_capability": aten,
+        "onednn_bf16": onednn_bf16_kernels(),
+        "fast_bf16": cpu_has_fast_bf16(),
+        "fast_dtype": str(resolve_compute_dtype(None, "cpu")).removeprefix("torch."),
+    }
+
+
+def cpu_lines() -> list[str]:
+    """:func:`cpu_summary` as the lines ``grounded-sam info`` and benchmark headers print."""
+    s = cpu_summary()
+    isa = " ".join(f"{k}{'+' if v else '-'}" for k, v in s["isa"].items())
+    limits = " ".join(f"{k}={v}" for k, v in s["isa_limits"].items())
+    why = missing_bf16_reason()
+    fast = (
+        "fast: bfloat16 (hardware bf16, fused oneDNN linears)"
+        if s["fast_bf16"]
+        else f"fast: float32 ({why}; bf16 would be emulated)"
+    )
+    return [
+        f"cpu: {s['model']}, {s['cores']} logical cores",
+        f"isa: {isa}; ATen kernels {s['aten_capability']}"
+        + (f"; limited by {limits}" if limits else ""),
+        fast + ("; GROUNDED_SAM_FORCE_FP32=1" if force_fp32() else ""),
+    ]
 
 
 def parse_dtype(dtype: Any) -> torch.dtype | None:
@@ -141,6 +279,11 @@ def cpu_autocast_dtype() -> torch.dtype | None:
         if torch.is_autocast_cpu_enabled():
             return torch.get_autocast_cpu_dtype()
     return None
+
+
+def fused_bf16_linear_op() -> Any:
+    """:func:`mkldnn_linear_op` where oneDNN has bf16 kernels on this CPU, else None."""
+    return mkldnn_linear_op() if onednn_bf16_kernels() else None
 
 
 @functools.cache

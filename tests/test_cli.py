@@ -170,6 +170,19 @@ def test_info_reports_models_and_device(capsys, tmp_path):
     assert info["models"]["sam_vit_b"]["present"] is False
     assert set(info["device"]) >= {"default", "cuda_available", "cuda_bf16", "cpu_fast_bf16"}
     assert "torch" in info["versions"]
+    assert info["device"]["cpu"]["fast_dtype"] in ("bfloat16", "float32")
+    assert set(info["device"]["cpu"]["isa"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+
+
+@pytest.mark.cpu_kind
+def test_info_prints_the_cpu_its_instruction_sets_and_what_fast_picks(capsys, tmp_path):
+    from grounded_sam import runtime
+
+    code, stdout, _ = run(capsys, "info", "--models-dir", str(tmp_path))
+    assert code == 0
+    assert f"cpu: {runtime.cpu_model()}" in stdout
+    assert "isa: avx2" in stdout and "amx_bf16" in stdout
+    assert "fast: bfloat16" in stdout or "fast: float32" in stdout
 
     code, stdout, _ = run(capsys, "info", "--models-dir", str(tmp_path))
     assert code == 0
@@ -192,6 +205,7 @@ def test_label_with_the_clip_detector(capsys, tmp_path):
     assert config["pipeline"]["top_k"] == 2
 
 
+@pytest.mark.cpu_kind
 def test_label_fast_reaches_the_fast_models_and_is_part_of_the_configuration(capsys, tmp_path):
     images = make_folder(tmp_path / "images", n=1)
     argv = ["label", str(images), "--classes", "cat,dog", "--tiny-random", "--no-progress"]

@@ -20,6 +20,8 @@ from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
 from grounded_sam.detectors.phrases import Prompt, PromptTokens
 from grounded_sam.testing.grounding_dino import tiny_grounding_dino
 
+pytestmark = pytest.mark.cpu_kind  # run again under an AVX2 cap (scripts/test.sh)
+
 PROMPT = "cat . dog . traffic light"
 
 

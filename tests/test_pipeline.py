@@ -239,6 +239,7 @@ def test_config_follows_detector_thresholds(detector):
     assert "stats" not in changed["segmenter"]  # counters change as it runs; not settings
 
 
+@pytest.mark.cpu_kind
 @pytest.mark.parametrize("kind", ["grounding-dino", "clip"])
 def test_fast_reaches_the_optimised_modules_and_exact_stays_the_default(kind, torch_threads):
     from grounded_sam.detectors.fast_grounding_dino import is_optimized as detector_optimized
@@ -265,6 +266,7 @@ def test_fast_reaches_the_optimised_modules_and_exact_stays_the_default(kind, to
     assert json.dumps(fast.config(), sort_keys=True) != json.dumps(exact.config(), sort_keys=True)
 
 
+@pytest.mark.cpu_kind
 def test_fast_compute_dtype_follows_force_fp32(monkeypatch, detector):
     from grounded_sam.runtime import resolve_compute_dtype
     from grounded_sam.testing.sam import tiny_sam

@@ -32,6 +32,8 @@ from grounded_sam.segmenters.sam import SamSegmenter
 from grounded_sam.testing.sam import tiny_sam
 from grounded_sam.types import Detections
 
+pytestmark = pytest.mark.cpu_kind  # run again under an AVX2 cap (scripts/test.sh)
+
 # logits this close to SAM's threshold (0) may change sign by float rounding alone
 ROUNDING = 1e-5
 

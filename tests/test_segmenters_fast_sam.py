@@ -17,6 +17,8 @@ from grounded_sam.segmenters import fast_sam
 from grounded_sam.segmenters.fast_sam import is_optimized, optimize_sam, restore_sam
 from grounded_sam.testing.sam import tiny_sam
 
+pytestmark = pytest.mark.cpu_kind  # run again under an AVX2 cap (scripts/test.sh)
+
 torch.set_num_threads(2)
 
 
@@ -266,3 +268,31 @@ def test_sam_predictor_masks_identical_in_fp32_and_close_in_bf16():
     inter = (masks & ref_masks).sum((1, 2))
     union = (masks | ref_masks).sum((1, 2))
     assert (inter / np.maximum(union, 1)).min() > 0.95
+
+
+def _ops_run(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+@pytest.mark.skipif(
+    not runtime.onednn_bf16_kernels(),
+    reason=f"needs oneDNN bf16 kernels (AMX or AVX512-BF16); {runtime.missing_bf16_reason()}",
+)
+def test_bf16_linears_are_fused_oneDNN_gemms_where_the_cpu_has_bf16_kernels():
+    sam = _sam(window_size=6)
+    optimize_sam(sam, dtype="bf16")
+    assert "mkldnn::_linear_pointwise" in _ops_run(lambda: _encode(sam, _image()))
+
+
+def test_bf16_without_bf16_kernels_never_reaches_a_fused_oneDNN_gemm():
+    """On AVX2-only CPUs (or under ONEDNN_MAX_CPU_ISA=AVX2) bf16 runs autocast's generic
+    kernels: no fused oneDNN bf16 linear, which would die there with "could not create a
+    primitive descriptor". Everywhere, fp32 never uses the fused op."""
+    sam = _sam(window_size=6)
+    optimize_sam(sam, dtype="fp32")
+    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: _encode(sam, _image()))
+    optimize_sam(sam, dtype="bf16")
+    fused = "mkldnn::_linear_pointwise" in _ops_run(lambda: _encode(sam, _image()))
+    assert fused == runtime.onednn_bf16_kernels()

@@ -370,6 +370,7 @@ def test_from_checkpoint_with_extra_or_missing_keys_lists_them(tmp_path):
     assert "unexpected keys (1: image_encoder.extra.weight)" in msg
 
 
+@pytest.mark.cpu_kind
 def test_reduced_precision_encoder_and_options(sam):
     image = _image(60, 80, seed=8)
     full = SamSegmenter(sam).embed(image).features
@@ -386,6 +387,7 @@ def test_reduced_precision_encoder_and_options(sam):
         SamSegmenter(sam, max_batch=0)
 
 
+@pytest.mark.cpu_kind
 def test_fast_flag_is_applied_lazily(sam):
     image = _image(30, 40)
     plain = SamSegmenter(sam).embed(image).features

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from _images import blob_image
 
@@ -10,6 +11,8 @@ from grounded_sam.segmenters import sam_decoding
 from grounded_sam.segmenters.sam import SamSegmenter
 from grounded_sam.segmenters.sam_decoding import binary_masks, fast_decode_fn, upscale_to_original
 from grounded_sam.testing.sam import tiny_sam
+
+pytestmark = pytest.mark.cpu_kind  # run again under an AVX2 cap (scripts/test.sh)
 
 torch.set_num_threads(2)
 

@@ -11,6 +11,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from grounded_sam.segmenters.sam_encoding import ImageEmbedding, encode_image, parse_encoder_dtype
 from grounded_sam.testing.sam import tiny_sam
 
+pytestmark = pytest.mark.cpu_kind  # run again under an AVX2 cap (scripts/test.sh)
+
 torch.set_num_threads(2)
 
 

@@ -170,6 +170,7 @@ def test_options_from_json():
         service.options_from_json({"bogus": 1}, service.AMG_OPTION_NAMES)
 
 
+@pytest.mark.cpu_kind
 def test_fast_manager_serves_requests_through_the_optimised_models(image):
     from grounded_sam.detectors.fast_grounding_dino import is_optimized as detector_optimized
     from grounded_sam.segmenters.fast_sam import is_optimized as sam_optimized

@@ -72,6 +72,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from grounded_sam.runtime import cpu_lines
+
     info = collect_info(args.models_dir)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -80,6 +82,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     dev = info["device"]
     print(f"device: {dev['default']}" + (f" ({dev['cuda_name']})" if dev["cuda_name"] else ""))
     print(f"bf16: cuda {dev['cuda_bf16']}, cpu hardware {dev['cpu_fast_bf16']}")
+    for line in cpu_lines():  # model, instruction sets, what --fast computes in here
+        print(line)
     print(f"models folder: {info['models_dir']}")
     for name, model in info["models"].items():
         state = "present" if model["present"] else "missing"
@@ -97,7 +101,7 @@ def collect_info(models_dir: str | None = None) -> dict[str, Any]:
     import torch
 
     from grounded_sam.models import registry
-    from grounded_sam.runtime import cpu_has_fast_bf16
+    from grounded_sam.runtime import cpu_has_fast_bf16, cpu_summary
 
     versions = {}
     for dist in ("grounded-sam", "torch", "transformers", "segment-anything", "open_clip_torch"):
@@ -117,6 +121,7 @@ def collect_info(models_dir: str | None = None) -> dict[str, Any]:
             "cuda_bf16": bool(cuda and torch.cuda.is_bf16_supported()),
             "cpu_fast_bf16": cpu_has_fast_bf16(),
             "cpu_threads": torch.get_num_threads(),
+            "cpu": cpu_summary(),
         },
         "models_dir": str(root),
         "models": {

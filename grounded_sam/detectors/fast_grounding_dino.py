@@ -163,7 +163,7 @@ class _FastLinear(nn.Linear):
         fused = None
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
             if runtime.cpu_autocast_dtype() == torch.bfloat16:
-                fused = runtime.mkldnn_linear_op()
+                fused = runtime.fused_bf16_linear_op()
         if fused is None:
             return F.linear(x, self.weight, self.bias)
         dt = torch.bfloat16
@@ -259,7 +259,9 @@ def optimize_grounding_dino(model: nn.Module, *, dtype: Any = None) -> nn.Module
             "bf16"/``torch.bfloat16`` or "fp16"/``torch.float16`` (autocast with float32
             islands for sample positions, box heads and logits). Resolved on every forward
             for the input's device; ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. Inside a
-            caller's own autocast region the caller's setting is used as is.
+            caller's own autocast region the caller's setting is used as is. bf16 on a CPU
+            without bf16 kernels (AVX2-only) runs on generic kernels, slower than fp32, with a
+            RuntimeWarning.
 
     Idempotent: calling it again only updates ``dtype``.
 
@@ -271,6 +273,7 @@ def optimize_grounding_dino(model: nn.Module, *, dtype: Any = None) -> nn.Module
     from transformers.models.grounding_dino import modeling_grounding_dino as gd
 
     runtime.parse_dtype(dtype)  # fail early on a bad spelling
+    runtime.warn_if_bf16_is_emulated(dtype)
     if not isinstance(model, GroundingDinoForObjectDetection):
         raise TypeError(
             "optimize_grounding_dino expects a transformers GroundingDinoForObjectDetection, "

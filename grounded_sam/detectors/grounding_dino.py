@@ -157,9 +157,10 @@ class GroundingDinoDetector:
     ):
         self.fast = bool(fast)
         if self.fast:
-            from grounded_sam.runtime import parse_dtype
+            from grounded_sam.runtime import parse_dtype, warn_if_bf16_is_emulated
 
             parse_dtype(fast_dtype)  # a bad spelling fails here, not at the first detect
+            warn_if_bf16_is_emulated(fast_dtype)
         self.fast_dtype = fast_dtype
         self.box_threshold = _check_unit("box_threshold", box_threshold)
         self.text_threshold = _check_unit("text_threshold", text_threshold)

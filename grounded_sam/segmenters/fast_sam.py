@@ -177,7 +177,7 @@ def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tens
     # Under torch.compile inductor does its own oneDNN fusion (and cannot trace this op);
     # with autograd on, the op has no backward: both use the plain path.
     eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    fused = runtime.mkldnn_linear_op() if eager_cpu and not torch.is_grad_enabled() else None
+    fused = runtime.fused_bf16_linear_op() if eager_cpu and not torch.is_grad_enabled() else None
     if fused is not None and runtime.cpu_autocast_dtype() == torch.bfloat16:
         dt = torch.bfloat16
         bias = None if layer.bias is None else layer.bias.to(dt)
@@ -347,12 +347,15 @@ def optimize_sam(sam: nn.Module, *, dtype: Any = None) -> nn.Module:
             AMX/AVX512-BF16 and on bf16-capable GPUs, float16 on other GPUs, float32 on
             other CPUs), "fp32"/``torch.float32`` (exact path), "bf16"/``torch.bfloat16``,
             "fp16"/``torch.float16``. Resolved on every forward, for the input's device;
-            ``GROUNDED_SAM_FORCE_FP32=1`` in the environment forces float32.
+            ``GROUNDED_SAM_FORCE_FP32=1`` in the environment forces float32. bf16 asked for
+            on a CPU without bf16 kernels (AVX2-only) runs correctly on generic kernels,
+            slower than fp32, with a RuntimeWarning.
 
     Idempotent: calling it again only updates ``dtype``. Encoders that are not
     ``ImageEncoderViT`` (other backbones) are left as they are.
     """
     runtime.parse_dtype(dtype)  # fail early on a bad spelling
+    runtime.warn_if_bf16_is_emulated(dtype)
     encoder = _encoder_of(sam)
     if type(encoder) not in (ImageEncoderViT, _FastImageEncoderViT):
         return sam

@@ -112,6 +112,8 @@ class SamSegmenter:
             fast_decoder = self.fast and self.device.type == "cpu"
         self.fast_decoder = bool(fast_decoder)
         runtime.parse_dtype(decoder_dtype)  # refuse a bad spelling now, not on first decode
+        for setting in (dtype, decoder_dtype):  # bf16 without bf16 kernels: slow, say so now
+            runtime.warn_if_bf16_is_emulated(setting, self.device)
         if decoder_dtype is None and self._dtype_requested:
             decoder_dtype = dtype
         self._decoder_dtype_setting = decoder_dtype
