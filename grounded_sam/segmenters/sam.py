@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from segment_anything.modeling import Sam
 
+# image encoders ``fast`` can run (SamSegmenter(encoder_runtime=...))
+ENCODER_RUNTIMES = ("torch", "openvino")
+
 
 @dataclass
 class SegmenterStats:
@@ -76,6 +79,10 @@ class SamSegmenter:
             logits up to float rounding and masks that differ from SAM's only along edges
             (one bilinear resampling instead of two). Decoders other than segment_anything's
             ``MaskDecoder`` always take the default path.
+        encoder_runtime: which image encoder ``fast`` runs on a CPU: "torch" (the default:
+            ours, ``optimize_sam``) or "openvino" (``grounded_sam.segmenters.openvino_encoder``:
+            OpenVINO's fp32 compilation of the same encoder, the optional ``openvino`` extra;
+            an opt-in for CPUs without bf16 kernels, see benchmarks/README.md).
         decoder_dtype: compute dtype of the fast decoder: None follows ``dtype`` when that
             was given, else "auto" (bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs that
             support it, float16 on other GPUs, float32 elsewhere); "fp32", "bf16", "fp16" or a
@@ -94,6 +101,7 @@ class SamSegmenter:
         fast: bool = False,
         fast_decoder: bool | None = None,
         decoder_dtype: str | torch.dtype | None = None,
+        encoder_runtime: str = "torch",
     ):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
@@ -108,6 +116,12 @@ class SamSegmenter:
         self._dtype_requested = dtype is not None
         self.max_batch = int(max_batch)
         self.fast = bool(fast)
+        if encoder_runtime not in ENCODER_RUNTIMES:
+            raise ValueError(
+                f"encoder_runtime must be one of {ENCODER_RUNTIMES}, got {encoder_runtime!r}"
+            )
+        self.encoder_runtime = encoder_runtime
+        self._openvino_encoder: Any = None
         if fast_decoder is None:  # it pays on CPUs (5-9x), not on GPUs (see the docstring)
             fast_decoder = self.fast and self.device.type == "cpu"
         self.fast_decoder = bool(fast_decoder)
@@ -197,7 +211,13 @@ class SamSegmenter:
         sam = self._model_for_encoding()
         autocast = None if self.fast else self.dtype  # the fast encoder casts by itself
         embedding = encode_image(
-            sam, self.transform, img, key, device=self.device, autocast_dtype=autocast
+            sam,
+            self.transform,
+            img,
+            key,
+            device=self.device,
+            autocast_dtype=autocast,
+            encoder=self._openvino_encoder,
         )
         with self._lock:
             self.stats.encoder_calls += 1
@@ -210,12 +230,24 @@ class SamSegmenter:
             if not self._fast_ready:
                 from grounded_sam.segmenters.sam_encoding import fast_encoder_model
 
-                # without an explicit dtype the fast encoder picks the best one for the device
-                self.sam = fast_encoder_model(
-                    self.sam, self.dtype if self._dtype_requested else None
-                )
+                if self.resolved_encoder_runtime() == "openvino":
+                    from grounded_sam.segmenters.openvino_encoder import openvino_encoder_for
+
+                    self._openvino_encoder = openvino_encoder_for(self.sam.image_encoder)
+                else:
+                    # without an explicit dtype the fast encoder picks the best for the device
+                    self.sam = fast_encoder_model(
+                        self.sam, self.dtype if self._dtype_requested else None
+                    )
                 self._fast_ready = True
         return self.sam
+
+    def resolved_encoder_runtime(self) -> str:
+        """Which image encoder runs: "openvino" when fast with ``encoder_runtime="openvino"``
+        on a CPU, else "torch"."""
+        if self.fast and self.encoder_runtime == "openvino" and self.device.type == "cpu":
+            return "openvino"
+        return "torch"
 
     def clear_cache(self) -> None:
         """Forget every cached embedding."""

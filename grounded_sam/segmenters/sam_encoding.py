@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import numpy as np
     import torch
     from segment_anything.modeling import Sam
@@ -86,6 +88,7 @@ def encode_image(
     *,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ImageEmbedding:
     """The :class:`ImageEmbedding` of ``img``, exactly as ``SamPredictor.set_image`` computes it.
 
@@ -97,6 +100,8 @@ def encode_image(
         device: where the encoder runs.
         autocast_dtype: run the encoder under ``torch.autocast`` in this dtype; None or
             float32 runs it as it is (the fast encoder casts by itself).
+        encoder: runs instead of ``sam.image_encoder`` when given (e.g. the OpenVINO
+            encoder): float32 (1, 3, S, S) preprocessed pixels -> (1, C, S/16, S/16).
 
     Returns:
         features float32 (1, C, 64, 64) on ``device``, with the resized and original sizes.
@@ -109,7 +114,9 @@ def encode_image(
     x = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()[None]
     with torch.no_grad():
         x = sam.preprocess(x)
-        if autocast_dtype is None or autocast_dtype == torch.float32:
+        if encoder is not None:
+            features = encoder(x).to(device)
+        elif autocast_dtype is None or autocast_dtype == torch.float32:
             features = sam.image_encoder(x)
         else:
             with torch.autocast(device_type=device.type, dtype=autocast_dtype):
