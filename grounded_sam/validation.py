@@ -78,6 +78,18 @@ def check_finite(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be finite; NaN or inf at index {bad} of {_short(value)}")
 
 
+def check_detections(name: str, value: Any) -> Any:
+    """``value`` itself when it is a :class:`grounded_sam.Detections`, else a ``TypeError``."""
+    from grounded_sam.types import Detections
+
+    if not isinstance(value, Detections):
+        raise TypeError(
+            f"{name} must be grounded_sam.Detections (from detect(...) or Detections(xyxy=..., "
+            f"...)), got {type(value).__name__}"
+        )
+    return value
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -347,7 +347,9 @@ class SamSegmenter:
         import torch
 
         from grounded_sam.image import load_image
+        from grounded_sam.validation import check_detections
 
+        check_detections("detections", detections)
         img = load_image(image)
         h, w = img.shape[:2]
         if detections.image_size not in ((0, 0), (h, w)):
