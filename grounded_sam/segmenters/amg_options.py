@@ -6,25 +6,18 @@ Used by :func:`grounded_sam.segmenters.amg.generate_masks` on every call and by
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
+from grounded_sam.segmenters.amg import generate_masks
 from grounded_sam.validation import check_finite, check_float, check_int, check_unit
 
-AMG_OPTIONS = (
-    "points_per_side",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "crop_n_layers",
-    "crop_nms_thresh",
-    "crop_overlap_ratio",
-    "crop_n_points_downscale_factor",
-    "point_grids",
-    "min_mask_region_area",
+AMG_OPTIONS = tuple(
+    name
+    for name, p in inspect.signature(generate_masks).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
 )
 """Every keyword ``generate`` accepts, in its signature's order."""
 
