@@ -129,3 +129,27 @@ def test_a_model_failure_is_one_images_error_not_the_runs(pipe, folder, tmp_path
     reasons = {s["file_name"]: s["reason"] for s in summary.skipped}
     assert reasons["x/y.png"] == "RuntimeError: the model fell over"
     assert "x\\y.png" not in reasons and "a.png" not in reasons
+
+
+def test_a_full_disk_stops_the_run_and_names_the_file(pipe, folder, tmp_path, monkeypatch):
+    """ENOSPC would fail every later image too: the run stops, the message names the file it
+    could not write, no temporary file is left, and running again (space freed) finishes."""
+    import errno
+
+    from grounded_sam.export import _io
+
+    out = tmp_path / "full"
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_io.os, "fsync", full_disk)
+    with pytest.raises(OSError) as err:
+        run(pipe, folder, out)
+    assert err.value.errno == errno.ENOSPC
+    assert str(out) in str(err.value)  # which file
+    monkeypatch.setattr(_io.os, "fsync", real_fsync)
+    assert not [p for p in out.rglob("*.tmp")]
+    summary = run(pipe, folder, out)
+    assert not set(GOOD) & {s["file_name"] for s in summary.skipped}

@@ -95,14 +95,17 @@ def prepare_state(state: Path, config: dict[str, Any]) -> str:
 def _create_exclusively(path: Path, text: str) -> None:
     """Create ``path`` with ``text`` unless it exists; whole or not at all. Of several
     processes racing, exactly one creates it (a hard link fails when the name exists)."""
-    from grounded_sam.export._io import open_temp_beside
+    from grounded_sam.export._io import naming, open_temp_beside
 
     fd, tmp = open_temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # disk full: say which file
+            raise naming(exc, path) from exc
         try:
             os.link(tmp, path)
         except FileExistsError:

@@ -59,10 +59,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-        if isinstance(exc, OSError) and exc.filename is None:
-            raise OSError(exc.errno, f"{exc.strerror or exc} (writing {path})", str(path)) from exc
+        if isinstance(exc, OSError):
+            raise naming(exc, path) from exc
         raise
     return path
+
+
+def naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` itself when it names a file, else the same error (errno kept) naming ``path``:
+    "[Errno 28] No space left on device (writing out/x.json): 'out/x.json'"."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, f"{exc.strerror or exc} (writing {path})", str(path))
 
 
 def _holds(path: Path, data: bytes) -> bool:
