@@ -270,6 +270,20 @@ CASES = [
         lambda m: gs.Pipeline(m["det"], m["seg"], min_mask_area="9"),
         "integer",
     ),
+    # ---------------------------------------------------------------- ClipMaskDetector
+    ("clip amg points_per_side 0", lambda m: _clip(m, amg_options={"points_per_side": 0}), ">= 1"),
+    ("clip amg unknown option", lambda m: _clip(m, amg_options={"grid": 4}), "unknown"),
+    ("clip score NaN", lambda m: _clip(m, score_threshold=float("nan")), "finite"),
+    ("clip batch_size 0", lambda m: _clip(m, batch_size=0), ">= 1"),
+    ("clip nms_threshold 3", lambda m: _clip(m, nms_threshold=3), r"\[0, 1\]"),
+    ("clip empty prompt", lambda m: _clip(m).detect(RGB[:16, :16], ""), "empty prompt"),
+    ("clip 1x4000", lambda m: _clip(m).detect(zeros(1, 4000), "cat"), "elongated"),
+    # ---------------------------------------------------------------- auto_label
+    ("auto_label bad format", lambda m: _auto(m, formats="gif"), "format"),
+    ("auto_label bad shard", lambda m: _auto(m, shard="3/2"), "shard"),
+    ("auto_label shard text", lambda m: _auto(m, shard="half"), "shard"),
+    ("auto_label no classes", lambda m: _auto(m, classes=[]), "class"),
+    ("auto_label shard + overwrite", lambda m: _auto(m, shard=(0, 2), overwrite=True), "overwrite"),
     # ---------------------------------------------------------------- checkpoints
     ("sam checkpoint text", lambda m: _sam_ckpt(m, b"not a checkpoint"), "cannot read checkpoint"),
     ("sam checkpoint pickle", lambda m: _sam_ckpt(m, _evil_bytes(m)), "cannot read checkpoint"),
@@ -287,6 +301,20 @@ def _closed():
     f = io.BytesIO(b"x")
     f.close()
     return f
+
+
+def _clip(m, **kwargs):
+    from grounded_sam.testing.clip import tiny_clip
+
+    kwargs.setdefault("amg_options", {"points_per_side": 2})
+    return gs.ClipMaskDetector(m["seg"], *tiny_clip(seed=0), **kwargs)
+
+
+def _auto(m, classes=("cat",), **kwargs):
+    folder = m["tmp"].mktemp("photos")
+    (folder / "a.png").write_bytes(png_bytes(zeros(8, 8)))
+    out = m["tmp"].mktemp("labels")
+    return gs.auto_label(m["pipe"], folder, list(classes), out, progress=False, **kwargs)
 
 
 def _gd(m, **kwargs):
