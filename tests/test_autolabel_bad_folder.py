@@ -131,18 +131,24 @@ def test_a_model_failure_is_one_images_error_not_the_runs(pipe, folder, tmp_path
     assert "x\\y.png" not in reasons and "a.png" not in reasons
 
 
-def test_a_full_disk_stops_the_run_and_names_the_file(pipe, folder, tmp_path, monkeypatch):
-    """ENOSPC would fail every later image too: the run stops, the message names the file it
-    could not write, no temporary file is left, and running again (space freed) finishes."""
+@pytest.mark.parametrize("after", [0, 6])
+def test_a_full_disk_stops_the_run_and_names_the_file(pipe, folder, tmp_path, monkeypatch, after):
+    """ENOSPC would fail every later image too: the run stops (while preparing, or after
+    ``after`` files were written), the message names the file it could not write, no
+    temporary file is left, and running again (space freed) finishes."""
     import errno
 
     from grounded_sam.export import _io
 
     out = tmp_path / "full"
     real_fsync = os.fsync
+    calls = []
 
     def full_disk(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        calls.append(fd)
+        if len(calls) > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
 
     monkeypatch.setattr(_io.os, "fsync", full_disk)
     with pytest.raises(OSError) as err:
@@ -153,3 +159,29 @@ def test_a_full_disk_stops_the_run_and_names_the_file(pipe, folder, tmp_path, mo
     assert not [p for p in out.rglob("*.tmp")]
     summary = run(pipe, folder, out)
     assert not set(GOOD) & {s["file_name"] for s in summary.skipped}
+
+
+def test_an_export_error_is_that_images_error_and_leaves_no_half_export(
+    pipe, folder, tmp_path, monkeypatch
+):
+    import errno
+
+    from grounded_sam.export import _io
+
+    real_fsync = os.fsync
+
+    def failing_disk(fd):  # an I/O error on the PNG mask of x\y.png only
+        if "x_y~" in os.readlink(f"/proc/self/fd/{fd}") and ".png." in os.readlink(
+            f"/proc/self/fd/{fd}"
+        ):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(_io.os, "fsync", failing_disk)
+    out = tmp_path / "eio"
+    summary = run(pipe, folder, out)
+    reasons = {s["file_name"]: s["reason"] for s in summary.skipped}
+    assert reasons["x\\y.png"].startswith("export failed: OSError: [Errno 5]")
+    assert "x_y~" in reasons["x\\y.png"]  # names the file
+    assert not [p for p in out.rglob("x_y~*") if p.is_file()]  # its YOLO label was removed
+    assert "x/y.png" not in reasons and "a.png" not in reasons

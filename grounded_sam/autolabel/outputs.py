@@ -117,6 +117,17 @@ class Exports:
             name = output_names([file_name])[file_name]
         return name
 
+    def discard_image(self, file_name: str) -> None:
+        """Remove the per-image files of ``file_name`` (after a failed export: no half set)."""
+        name = self.output_name(file_name)
+        paths = []
+        if self.yolo is not None:
+            paths.append(self.yolo.label_path(name))
+        if self.png is not None:
+            paths += [self.png.png_path(name), self.png.sidecar_path(name)]
+        for path in paths:
+            path.unlink(missing_ok=True)
+
     def add_image(self, file_name: str, detections: Any, *, only_missing: bool = False) -> None:
         name = self.output_name(file_name)
         for writer in (self.yolo, self.png):

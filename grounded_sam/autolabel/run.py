@@ -213,20 +213,25 @@ def _label_one(
     try:
         detections = pipeline(image, prompt, classes=classes)
         payload = detections.to_dict()
-        exports.add_image(item.file_name, detections)
     except ImageError as exc:  # e.g. an image the model cannot take
         return exc.reason
-    except OSError as exc:
-        if exc.errno in _FATAL_ERRNOS:
+    except Exception as exc:
+        return _describe(exc)
+    try:
+        exports.add_image(item.file_name, detections)
+    except Exception as exc:
+        try:
+            exports.discard_image(item.file_name)  # no export of an image listed as failed
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
             if hasattr(exc, "add_note"):  # Python >= 3.11
                 exc.add_note(
                     f"while labelling {item.path}; the images finished before it are saved: "
                     "free space (or make the folder writable) and run again to resume"
                 )
             raise
-        return _describe(exc)
-    except Exception as exc:
-        return _describe(exc)
+        return f"export failed: {_describe(exc)}"
     record.update(status="ok", detections=payload)
     return None
 
