@@ -162,6 +162,18 @@ CASES = [
         lambda m: m["seg"].segment(RGB, dets([[0, 0, 9, 9]]), multimask=True),
         None,
     ),
+    ("segmenter max_batch 0", lambda m: gs.SamSegmenter(m["seg"].sam, max_batch=0), ">= 1"),
+    (
+        "segmenter cache_size str",
+        lambda m: gs.SamSegmenter(m["seg"].sam, cache_size="4"),
+        "integer",
+    ),
+    ("segmenter cache_size -1", lambda m: gs.SamSegmenter(m["seg"].sam, cache_size=-1), ">= 0"),
+    (
+        "segmenter bad dtype",
+        lambda m: gs.SamSegmenter(m["seg"].sam, dtype="float7"),
+        "dtype|float7",
+    ),
     # ---------------------------------------------------------------- segment_points
     ("points NaN", lambda m: m["seg"].segment_points(RGB, [[np.nan, 1]], [1]), "finite"),
     ("points inf", lambda m: m["seg"].segment_points(RGB, [[np.inf, 1]], [1]), "finite"),

@@ -103,9 +103,10 @@ class SamSegmenter:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         from grounded_sam import runtime
+        from grounded_sam.validation import check_int
 
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        max_batch = check_int("max_batch", max_batch, low=1)
+        cache_size = check_int("cache_size", cache_size, low=0)
         self.device = torch.device(device) if device is not None else sam.device
         self.sam = sam.to(self.device).eval()
         self.dtype = parse_encoder_dtype(dtype)
