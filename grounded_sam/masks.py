@@ -14,14 +14,36 @@ import numpy as np
 
 
 def rle_counts(mask: np.ndarray) -> np.ndarray:
-    """Uncompressed COCO run lengths of a bool (H, W) mask, int64 (K,)."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
+    """Uncompressed COCO run lengths of a bool (H, W) mask, int64 (K,).
+
+    Runs are found without making the column-major copy of the whole mask: only the columns
+    between the first and last one holding a pixel are read, transitions within a column
+    come from comparing neighbouring rows (row-major, cache-friendly), and only the
+    transitions (O(perimeter) for a solid object) are sorted into column-major order.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:  # any other shape: its column-major order as one column
+        m = m.ravel(order="F")[:, None]
+    h, w = m.shape
+    if m.size == 0:
         return np.zeros(0, dtype=np.int64)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds)
-    if flat[0]:
+    cols = np.flatnonzero(m.any(axis=0))
+    if cols.size == 0:
+        return np.array([h * w], dtype=np.int64)
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    sub = m[:, c0:c1]
+    rows, cc = np.nonzero(sub[1:] != sub[:-1])  # a run starts at row rows + 1 of column cc
+    parts = [(cc.astype(np.int64) + c0) * h + rows + 1]
+    # column-major order continues from the last row of a column to the first of the next
+    j = np.flatnonzero(sub[0, 1:] != sub[-1, :-1]) + 1
+    parts.append((j.astype(np.int64) + c0) * h)
+    if c0 > 0 and sub[0, 0]:  # the columns before c0 are all zeros
+        parts.append(np.array([c0 * h], dtype=np.int64))
+    if c1 < w and sub[-1, -1]:  # so are the columns from c1 on
+        parts.append(np.array([c1 * h], dtype=np.int64))
+    starts = np.sort(np.concatenate(parts))
+    counts = np.diff(np.concatenate([[0], starts, [h * w]]))
+    if m[0, 0]:
         counts = np.concatenate([[0], counts])
     return counts.astype(np.int64)
 

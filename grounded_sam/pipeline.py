@@ -83,10 +83,11 @@ class Pipeline:
         classes: Sequence[str] | None = None,
         **label_options: Any,
     ) -> None:
-        if min_mask_area < 0:
-            raise ValueError(f"min_mask_area must be >= 0 pixels, got {min_mask_area}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive number or None, got {top_k}")
+        from grounded_sam.validation import check_int
+
+        min_mask_area = check_int("min_mask_area", min_mask_area, low=0)
+        if top_k is not None:
+            top_k = check_int("top_k", top_k, low=1)
         self.detector = detector
         self.segmenter = segmenter
         self.refine_boxes_from_masks = bool(refine_boxes_from_masks)
@@ -294,7 +295,9 @@ class Pipeline:
         """
         from grounded_sam.image import load_image
         from grounded_sam.masks import mask_area, masks_to_xyxy
+        from grounded_sam.validation import check_detections
 
+        check_detections("detections", detections)
         image = load_image(image)
         if detections.image_size != tuple(image.shape[:2]):
             raise ValueError(

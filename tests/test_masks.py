@@ -50,6 +50,10 @@ MASKS = {
     "one column": np.eye(23, 1, -5, dtype=bool),
     # long runs exercise the multi-character counts and the differences of the compression
     "long runs 300x301": np.tile(np.arange(301) % 150 < 120, (300, 1)),
+    # rle_counts reads only the columns that hold pixels: objects touching that range's ends
+    "block at the top of middle columns": np.pad(np.ones((3, 2), bool), ((0, 6), (4, 5))),
+    "block at the bottom of middle columns": np.pad(np.ones((3, 2), bool), ((6, 0), (4, 5))),
+    "full middle columns": np.pad(np.ones((9, 2), bool), ((0, 0), (4, 5))),
 }
 
 

@@ -186,3 +186,41 @@ def test_verify_reports_corrupt_files(tmp_path):
     assert is_present(entry, tmp_path)  # sizes match ...
     (problem,) = verify(entry, tmp_path)  # ... but the hash does not
     assert "sha256" in problem and file.sha256 in problem
+
+
+def test_a_damaged_file_in_place_is_fetched_again_and_offline_says_what_is_wrong(
+    server, tmp_path, capsys
+):
+    import stat
+
+    from grounded_sam.models.registry import model_state
+
+    base, served = server
+    good = bytes(range(256)) * 40
+    entry = make_entry(base, served, {"weights.bin": good})
+    root = tmp_path / "models"
+    dest = root / "toy/weights.bin"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"X" * len(good))  # the right size, other bytes: only sha256 tells
+    assert model_state(entry, root) == "present"  # info's size check cannot see it ...
+    download(entry, models_dir=root, progress=False)  # ... download's sha256 check does
+    assert dest.read_bytes() == good
+    err = capsys.readouterr().err
+    assert f"{dest} is corrupt: sha256" in err and "fetching it again" in err
+    assert stat.S_IMODE(dest.stat().st_mode) & 0o044 == 0o044  # readable, not mkstemp's 0600
+
+    dest.write_bytes(good[:100])  # truncated: info says corrupt
+    assert model_state(entry, root) == "corrupt"
+    offline = ModelEntry(
+        name="toy",
+        kind="sam",
+        files=(ModelFile(closed_port_url(), "toy/weights.bin", entry.files[0].sha256, len(good)),),
+        path="toy/weights.bin",
+    )
+    with pytest.raises(DownloadError) as info:
+        download(offline, models_dir=root, progress=False)
+    message = str(info.value)
+    assert f"{dest} is corrupt: 100 bytes, expected {len(good)}" in message
+    assert "cannot be fetched again" in message
+    dest.unlink()
+    assert model_state(entry, root) == "missing"

@@ -7,7 +7,10 @@ Layout of ``out_dir``::
     .state/<image key>.json      one file per image, written atomically as soon as it finishes
     .state/shards/shard-K-of-N.json   the images of each shard (an unsharded run: 0 of 1)
     annotations.coco.json, …     the exports, rebuilt from the per-image files at the end
-    errors.jsonl                 images that could not be read, one {"file_name", "path", "reason"}
+    masks/, yolo/labels/         per-image files, named by :mod:`~.names` (safe, unique)
+    errors.jsonl                 images that failed (unreadable, refused by a model, an export
+                                 error, a symlink out of the input folder), one
+                                 {"file_name", "path", "reason"}
     summary.json                 images done and skipped, detections per class, review count
     summary.shard-K-of-N.json, errors.shard-K-of-N.jsonl    a shard's own (shards only)
 
@@ -19,7 +22,7 @@ arguments skips the finished images and writes the same files as a run never int
 Modules: :mod:`~.sources` (listing the inputs), :mod:`~.state` (per-image records, the
 configuration check), :mod:`~.prefetch` (decoding ahead), :mod:`~.outputs` (the final files
 and the summary), :mod:`~.run` (the loop), :mod:`~.shards` (the split and the manifests),
-:mod:`~.merge` (the exports of a sharded run). docs/DISTRIBUTED.md shows how to run shards.
+:mod:`~.merge` (the exports of a sharded run), :mod:`~.names` (output file names). docs/DISTRIBUTED.md shows how to run shards.
 """
 
 from grounded_sam.autolabel.merge import (

@@ -139,7 +139,7 @@ def merge_shards(
         used = {f for m in manifests.values() for f in m.get("formats", ())}
         formats = [f for f in FORMATS if f in used] or ["coco"]
     classes = list(config["classes"])
-    exports = Exports(out, classes, check_formats(formats))
+    exports = Exports(out, classes, check_formats(formats), [it.file_name for it in items])
     summary = build_outputs(out, items, classes, exports, config=config_id, progress=progress)
     if unfinished:
         summary.missing = {str(p.shard): p.missing for p in unfinished}

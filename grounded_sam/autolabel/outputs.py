@@ -85,8 +85,19 @@ class Exports:
     """The export writers of one run. Per-image formats (YOLO, PNG) are written as each image
     finishes; the COCO file, which holds every image, is built at the end."""
 
-    def __init__(self, out: Path, classes: list[str], formats: list[str]):
+    def __init__(
+        self,
+        out: Path,
+        classes: list[str],
+        formats: list[str],
+        file_names: Sequence[str] = (),
+    ):
+        """``file_names``: the whole listing (every shard's), for the safe and unique output
+        names of :func:`~grounded_sam.autolabel.names.output_names`."""
+        from grounded_sam.autolabel.names import output_names
+
         self.out, self.classes, self.formats = out, classes, formats
+        self.names = output_names(file_names)
         self.yolo = self.png = None
         if "yolo" in formats:
             from grounded_sam.export.yolo import YoloWriter
@@ -97,10 +108,31 @@ class Exports:
 
             self.png = PngWriter(out, classes)  # writes out/masks/<name>.png + .json
 
+    def output_name(self, file_name: str) -> str:
+        """The name the per-image files of ``file_name`` are written under."""
+        name = self.names.get(file_name)
+        if name is None:  # not in the listing given at construction: the same rule, alone
+            from grounded_sam.autolabel.names import output_names
+
+            name = output_names([file_name])[file_name]
+        return name
+
+    def discard_image(self, file_name: str) -> None:
+        """Remove the per-image files of ``file_name`` (after a failed export: no half set)."""
+        name = self.output_name(file_name)
+        paths = []
+        if self.yolo is not None:
+            paths.append(self.yolo.label_path(name))
+        if self.png is not None:
+            paths += [self.png.png_path(name), self.png.sidecar_path(name)]
+        for path in paths:
+            path.unlink(missing_ok=True)
+
     def add_image(self, file_name: str, detections: Any, *, only_missing: bool = False) -> None:
+        name = self.output_name(file_name)
         for writer in (self.yolo, self.png):
-            if writer is not None and not (only_missing and file_name in writer):
-                writer.add(file_name, detections)
+            if writer is not None and not (only_missing and name in writer):
+                writer.add(file_name, detections, output_name=name)
 
     def files(self) -> dict[str, str]:
         return {f: EXPORT_PATHS[f] for f in self.formats}

@@ -39,6 +39,9 @@ def prefetch(items: Sequence[ImageItem], depth: int) -> Iterator[tuple[ImageItem
             for item in items:
                 if stop.is_set():
                     return
+                if item.refused is not None:
+                    put((item, None, item.refused))
+                    continue
                 try:
                     put((item, load_image(item.path), None))
                 except ImageError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -46,6 +47,7 @@ def auto_label(
     progress: bool = True,
     prefetch: int = 2,
     shard: Shard | tuple[int, int] | str | None = None,
+    follow_symlinks: bool = False,
 ) -> LabelSummary:
     """Label every image of a folder, glob or list with ``pipeline`` and export a dataset.
 
@@ -72,6 +74,8 @@ def auto_label(
             ``summary.shard-K-of-N.json`` / ``errors.shard-K-of-N.jsonl``; when every shard
             has finished, :func:`~grounded_sam.autolabel.merge.merge_shards` (``grounded-sam
             merge OUT``) writes the exports, the same as one unsharded run would.
+        follow_symlinks: open symbolic links in the ``images`` folder whose targets lie
+            outside it. Off by default: such a link is listed in ``errors.jsonl`` instead.
 
     Returns:
         A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``
@@ -95,7 +99,7 @@ def auto_label(
             f"use a new folder) once, before starting the shards."
         )
     out = Path(out_dir).expanduser()
-    items = list_images(images, exclude=out)
+    items = list_images(images, exclude=out, follow_symlinks=follow_symlinks)
     state = out / STATE_DIR
     config = {
         "version": STATE_VERSION,
@@ -119,7 +123,7 @@ def auto_label(
     # an unsharded run is the one shard of one: `merge` can rebuild its exports too
     mine = write_manifest(state, shard or Shard(0, 1), items, config=fingerprint, formats=formats)
 
-    exports = Exports(out, classes, formats)
+    exports = Exports(out, classes, formats, [it.file_name for it in items])
     pending = [it for it in mine if not (resume and is_done(state, it, fingerprint))]
     resumed = len(mine) - len(pending)
     started = time.perf_counter()
@@ -172,20 +176,7 @@ def _label_images(
         for item, image, reason in decoded:
             record = new_record(item, config)
             if image is not None:
-                try:
-                    detections = pipeline(image, prompt, classes=classes)
-                except ImageError as exc:  # e.g. an image the model cannot take
-                    reason = exc.reason
-                except Exception as exc:
-                    if hasattr(exc, "add_note"):  # Python >= 3.11
-                        exc.add_note(
-                            f"while labelling {item.path}; the images finished before it are "
-                            f"saved: run again with the same arguments to resume"
-                        )
-                    raise
-                else:
-                    exports.add_image(item.file_name, detections)
-                    record.update(status="ok", detections=detections.to_dict())
+                reason = _label_one(pipeline, item, image, prompt, classes, exports, record)
                 del image
                 if callable(clear_cache):
                     clear_cache()
@@ -199,3 +190,55 @@ def _label_images(
     finally:
         decoded.close()
         bar.close()
+
+
+# Failures that would fail every later image as well: the run stops and says which file.
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+
+
+def _label_one(
+    pipeline: Any,
+    item: ImageItem,
+    image: Any,
+    prompt: str,
+    classes: list[str],
+    exports: Exports,
+    record: dict[str, Any],
+) -> str | None:
+    """Label and export one decoded image into ``record``; the reason it failed, or None.
+
+    Any failure of this image (the model refusing it, an export error) is its reason; only a
+    full or read-only disk stops the run (every later image would fail the same way).
+    """
+    try:
+        detections = pipeline(image, prompt, classes=classes)
+        payload = detections.to_dict()
+    except ImageError as exc:  # e.g. an image the model cannot take
+        return exc.reason
+    except Exception as exc:
+        return _describe(exc)
+    try:
+        exports.add_image(item.file_name, detections)
+    except Exception as exc:
+        try:
+            exports.discard_image(item.file_name)  # no export of an image listed as failed
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+            if hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(
+                    f"while labelling {item.path}; the images finished before it are saved: "
+                    "free space (or make the folder writable) and run again to resume"
+                )
+            raise
+        return f"export failed: {_describe(exc)}"
+    record.update(status="ok", detections=payload)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """``"TypeName: message"`` for errors.jsonl (project errors: just the message)."""
+    from grounded_sam.errors import GroundedSamError
+
+    text = str(exc) or repr(exc)
+    return text if isinstance(exc, GroundedSamError) else f"{type(exc).__name__}: {text}"

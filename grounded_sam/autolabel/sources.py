@@ -26,6 +26,7 @@ class ImageItem:
 
     path: Path
     file_name: str
+    refused: str | None = None  # why it is not opened (a symlink out of the input folder)
 
     @property
     def key(self) -> str:
@@ -36,6 +37,7 @@ def list_images(
     images: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     exclude: str | os.PathLike | None = None,
+    follow_symlinks: bool = False,
 ) -> list[ImageItem]:
     """The images of a folder (recursive, by extension), a glob pattern or a list of paths.
 
@@ -43,6 +45,11 @@ def list_images(
     or listed path. Files under ``exclude`` (the output folder) and hidden folders are left out.
     The result is sorted by ``file_name``; listed paths that do not exist are kept (they are
     reported as skipped when labelled).
+
+    In a folder, a symbolic link whose target lies outside the folder is listed but not
+    opened (``refused`` says why; it is reported as skipped) unless ``follow_symlinks``.
+    Links that stay inside the folder are followed. Globs and lists name their files
+    explicitly and are followed.
 
     Raises:
         FileNotFoundError: nothing matched.
@@ -52,10 +59,11 @@ def list_images(
     def keep(p: Path) -> bool:
         return excluded is None or not (p == excluded or excluded in p.parents)
 
+    source_dir = None
     if isinstance(images, str | os.PathLike):
         source = Path(images).expanduser()
         if source.is_dir():
-            root = source.resolve()
+            root = source_dir = source.resolve()
             paths = [
                 p
                 for p in root.rglob("*")
@@ -81,8 +89,25 @@ def list_images(
     if not paths:
         raise FileNotFoundError(f"no images found in {what}")
     unique = {p: ImageItem(p, Path(os.path.relpath(p, root)).as_posix()) for p in paths}
+    if source_dir is not None and not follow_symlinks:
+        unique = {p: _refuse_escaping_link(item, source_dir) for p, item in unique.items()}
     return sorted(unique.values(), key=lambda item: item.file_name)
 
 
 def _common_root(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path.cwd()
+
+
+def _refuse_escaping_link(item: ImageItem, root: Path) -> ImageItem:
+    """``item`` marked refused when its path, followed through links, leaves ``root``."""
+    target = item.path.resolve()
+    if target == root or root in target.parents:
+        return item
+    return ImageItem(
+        item.path,
+        item.file_name,
+        refused=(
+            f"symbolic link to {target}, outside the input folder {root}; not opened "
+            "(pass --follow-symlinks / follow_symlinks=True to label it)"
+        ),
+    )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,12 +95,17 @@ def prepare_state(state: Path, config: dict[str, Any]) -> str:
 def _create_exclusively(path: Path, text: str) -> None:
     """Create ``path`` with ``text`` unless it exists; whole or not at all. Of several
     processes racing, exactly one creates it (a hard link fails when the name exists)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    from grounded_sam.export._io import naming, open_temp_beside
+
+    fd, tmp = open_temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # disk full: say which file
+            raise naming(exc, path) from exc
         try:
             os.link(tmp, path)
         except FileExistsError:

@@ -78,6 +78,12 @@ def add_label(commands: Any) -> None:
         help="a folder (searched recursively), a quoted glob pattern, or image files",
     )
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="open symbolic links in the IMAGES folder whose targets lie outside it "
+        "(default: list them in errors.jsonl, unopened)",
+    )
     what = p.add_argument_group("what to find (give --classes, --prompt or both)")
     what.add_argument(
         "--classes",
@@ -275,6 +281,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         shard=args.shard,
+        follow_symlinks=args.follow_symlinks,
     )
     skipped = report(summary, as_json=args.json)
     if summary.shard is not None and not args.json:
@@ -298,7 +305,7 @@ def report(summary: Any, *, as_json: bool) -> bool:
 
         errors = output_names(Shard.parse(summary.shard) if summary.shard else None)[1]
         print(
-            f"warning: {len(summary.skipped)} image(s) could not be read and were skipped "
+            f"warning: {len(summary.skipped)} image(s) could not be labelled and were skipped "
             f"(listed in {summary.out_dir}/{errors})",
             file=sys.stderr,
         )

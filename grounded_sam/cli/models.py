@@ -18,7 +18,8 @@ def add_download(commands: Any) -> None:
         epilog=EXIT_CODES,
         description=(
             "Fetch checkpoints listed in the registry, with a progress bar and sha256 check.\n"
-            "This is the only command that uses the network.\n\n"
+            "Files already in place are checked by size and sha256 (this reads them) and\n"
+            "fetched again when they differ. This is the only command that uses the network.\n\n"
             "examples:\n"
             "  grounded-sam download --list\n"
             "  grounded-sam download sam_vit_b grounding-dino-tiny"
@@ -28,7 +29,9 @@ def add_download(commands: Any) -> None:
     p.add_argument("--all", action="store_true", help="every model of the registry")
     p.add_argument("--list", action="store_true", help="list the models and whether they are here")
     p.add_argument("--models-dir", metavar="DIR", help="default: $GROUNDED_SAM_MODELS or ./models")
-    p.add_argument("--force", action="store_true", help="fetch files that are already present")
+    p.add_argument(
+        "--force", action="store_true", help="fetch files that are already present and intact"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_download)
 
@@ -55,7 +58,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         root = registry.models_dir(args.models_dir)
         print(f"models folder: {root}")
         for name, entry in registry.REGISTRY.items():
-            here = "present" if registry.is_present(entry, root) else "missing"
+            here = registry.model_state(entry, root)
             size = download.human_size(entry.size)
             print(f"  {name:<22} {entry.kind:<15} {size:>10}  {here:<8} {entry.description}")
         return EXIT_OK
@@ -86,11 +89,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(line)
     print(f"models folder: {info['models_dir']}")
     for name, model in info["models"].items():
-        state = "present" if model["present"] else "missing"
-        print(f"  {name:<22} {state:<8} {model['path']}")
-    missing = [n for n, m in info["models"].items() if not m["present"]]
+        print(f"  {name:<22} {model['state']:<8} {model['path']}")
+    missing = [n for n, m in info["models"].items() if m["state"] == "missing"]
     if missing:
         print(f"fetch a missing model with `grounded-sam download NAME` ({', '.join(missing)})")
+    corrupt = [n for n, m in info["models"].items() if m["state"] == "corrupt"]
+    if corrupt:
+        print(
+            "corrupt (a file of another size than the registry's): fetch it again with "
+            f"`grounded-sam download NAME` ({', '.join(corrupt)})"
+        )
     return EXIT_OK
 
 
@@ -127,7 +135,8 @@ def collect_info(models_dir: str | None = None) -> dict[str, Any]:
         "models": {
             name: {
                 "kind": entry.kind,
-                "present": registry.is_present(entry, root),
+                "present": (state := registry.model_state(entry, root)) == "present",
+                "state": state,
                 "path": str(registry.model_path(entry, root)),
             }
             for name, entry in registry.REGISTRY.items()

@@ -35,6 +35,7 @@ from grounded_sam.detectors.phrases import normalize_classes
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
 from grounded_sam.types import Detections
+from grounded_sam.validation import check_int, check_unit
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -110,10 +111,15 @@ class ClipMaskDetector:
                 f"templates must be a non-empty list of strings with '{{}}' for the class "
                 f"name, got {templates!r}"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if top_k is not None and top_k < 0:
-            raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
+        from grounded_sam.segmenters.amg_options import check_amg_options
+
+        batch_size = check_int("batch_size", batch_size, low=1)
+        if top_k is not None:
+            top_k = check_int("top_k", top_k, low=0)
+        score_threshold = check_unit("score_threshold", score_threshold)
+        if nms_threshold is not None:
+            nms_threshold = check_unit("nms_threshold", nms_threshold)
+        amg_options = check_amg_options(dict(amg_options or {}))
         self.segmenter = segmenter
         self.clip_model = clip_model
         self.preprocess = preprocess

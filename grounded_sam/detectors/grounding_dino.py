@@ -14,6 +14,7 @@ ever downloaded here, and the original ``groundingdino-py`` package is not neede
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,9 +24,10 @@ import numpy as np
 
 from grounded_sam.detectors.phrases import Prompt, PromptTokens, build_phrases, score_queries
 from grounded_sam.detectors.vocab_chunks import count_class_tokens, plan_chunks, reuse_backbone
-from grounded_sam.errors import MissingCheckpointError, PromptError
+from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
 from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy, nms
 from grounded_sam.types import Detections
+from grounded_sam.validation import check_int, check_unit
 
 _NMS_MODES = (None, "class", "agnostic")
 
@@ -41,13 +43,6 @@ _REQUIRED_FILES: dict[str, tuple[str, ...]] = {
     "image processor config": ("preprocessor_config.json", "processor_config.json"),
     "tokenizer": ("tokenizer.json", "vocab.txt"),
 }
-
-
-def _check_unit(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
 
 
 def _registry_entry(source: str) -> Any:
@@ -162,15 +157,13 @@ class GroundingDinoDetector:
             parse_dtype(fast_dtype)  # a bad spelling fails here, not at the first detect
             warn_if_bf16_is_emulated(fast_dtype)
         self.fast_dtype = fast_dtype
-        self.box_threshold = _check_unit("box_threshold", box_threshold)
-        self.text_threshold = _check_unit("text_threshold", text_threshold)
+        self.box_threshold = check_unit("box_threshold", box_threshold)
+        self.text_threshold = check_unit("text_threshold", text_threshold)
         if nms not in _NMS_MODES:
             raise ValueError(f"nms must be one of {_NMS_MODES}, got {nms!r}")
         self.nms = nms
-        self.nms_iou = _check_unit("nms_iou", nms_iou)
-        if top_k is not None and (int(top_k) != top_k or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-        self.top_k = None if top_k is None else int(top_k)
+        self.nms_iou = check_unit("nms_iou", nms_iou)
+        self.top_k = None if top_k is None else check_int("top_k", top_k, low=1)
         self.class_restricted = bool(class_restricted)
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
@@ -278,6 +271,14 @@ class GroundingDinoDetector:
             )
         except OSError as err:
             raise MissingCheckpointError(source, name) from err
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+            # a pickle that would run code (refused by weights_only loading), a damaged or
+            # foreign weights file
+            again = f"; fetch it again with `{_download_command(name)}`" if name else ""
+            raise CheckpointError(
+                f"cannot load the Grounding DINO weights in {source}: {type(err).__name__}: "
+                f"{str(err)[:500]}{again}"
+            ) from err
         return cls(model, processor, device=device, **kwargs)
 
     # ------------------------------------------------------------------ stages
@@ -296,11 +297,21 @@ class GroundingDinoDetector:
         return [Prompt.from_classes(full.classes, include=chunk) for chunk in chunks]
 
     def preprocess_image(self, image: Any) -> tuple[dict[str, Any], tuple[int, int]]:
-        """``(pixel inputs, (H, W))``: the image processor's tensors on the model's device."""
+        """``(pixel inputs, (H, W))``: the image processor's tensors on the model's device.
+
+        Thin strips are padded at the bottom/right first
+        (:func:`~grounded_sam.detectors.dino_input.pad_for_detector`); the model's normalised
+        boxes then refer to that frame, which :meth:`postprocess` derives from (H, W).
+        """
+        from grounded_sam.detectors.dino_input import pad_for_detector
         from grounded_sam.image import load_image
 
         rgb = load_image(image)
-        inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
+        framed = pad_for_detector(rgb, self.processor.image_processor)
+        # channels_last: a 3-pixel-tall image would otherwise be guessed channels-first
+        inputs = self.processor.image_processor(
+            images=framed, return_tensors="pt", input_data_format="channels_last"
+        )
         param = next(self.model.parameters())
         pixels = {
             "pixel_values": inputs["pixel_values"].to(param.device, param.dtype),
@@ -346,19 +357,28 @@ class GroundingDinoDetector:
 
         Args:
             probs: (Q, T) float, sigmoid of the logits over the prompt's T tokens.
-            boxes: (Q, 4) float, normalised (cx, cy, w, h) relative to the image.
+            boxes: (Q, 4) float, normalised (cx, cy, w, h) relative to the model's frame:
+                the image, or for a thin strip the padded frame whose top-left corner it is
+                (:func:`~grounded_sam.detectors.dino_input.detector_frame`).
             tokens: the tokenised prompt.
             image_size: (H, W) of the original image.
 
         Returns:
-            Queries with score > ``box_threshold``; ``xyxy`` float32 pixels of the original
-            image, clipped to it.
+            Queries with score > ``box_threshold`` whose box overlaps the image; ``xyxy``
+            float32 pixels of the original image, clipped to it.
         """
+        from grounded_sam.detectors.dino_input import detector_frame
+
+        frame_size = detector_frame(image_size, self.processor.image_processor)
         scores, class_id = score_queries(probs, tokens, self.class_restricted)
-        keep = np.flatnonzero(scores > self.box_threshold)
+        xyxy = clip_xyxy(cxcywh_norm_to_xyxy(boxes, frame_size), image_size)
+        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        if frame_size == image_size:
+            inside[:] = True  # as before: a degenerate box of the image itself is kept
+        keep = np.flatnonzero((scores > self.box_threshold) & inside)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         phrases = build_phrases(probs[keep], tokens, self.text_threshold, self.class_restricted)
-        xyxy = clip_xyxy(cxcywh_norm_to_xyxy(boxes[keep], image_size), image_size)
+        xyxy = xyxy[keep]
         return Detections(
             xyxy=xyxy,
             scores=scores[keep],

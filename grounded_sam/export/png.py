@@ -193,13 +193,20 @@ class PngWriter:
     def __contains__(self, file_name: object) -> bool:
         return isinstance(file_name, str) and self.sidecar_path(file_name).exists()
 
-    def add(self, file_name: str, detections: Detections) -> Path:
-        """Write the instance PNG, then its sidecar (both atomically). Returns the PNG path."""
-        png = self.png_path(file_name)
+    def add(
+        self, file_name: str, detections: Detections, *, output_name: str | None = None
+    ) -> Path:
+        """Write the instance PNG, then its sidecar (both atomically). Returns the PNG path.
+
+        ``output_name`` (default ``file_name``) names the files (``masks/<output_name>`` with
+        ``.png`` / ``.json``); the sidecar records ``file_name``.
+        """
+        name = file_name if output_name is None else output_name
+        png = self.png_path(name)
         inst = instance_map(detections)
         meta = sidecar(
             detections, file_name, classes=self.classes, png_name=png.name, instances=inst
         )
         atomic_write_bytes(png, encode_png(inst))
-        atomic_write_text(self.sidecar_path(file_name), json.dumps(meta, ensure_ascii=False))
+        atomic_write_text(self.sidecar_path(name), json.dumps(meta, ensure_ascii=False))
         return png

@@ -247,13 +247,22 @@ class YoloWriter:
         return isinstance(file_name, str) and self.label_path(file_name).exists()
 
     def add(
-        self, file_name: str, detections: Detections, *, image_path: str | Path | None = None
+        self,
+        file_name: str,
+        detections: Detections,
+        *,
+        image_path: str | Path | None = None,
+        output_name: str | None = None,
     ) -> Path:
         """Write the label file of one image (empty for an image without detections).
 
         ``image_path`` is the image on disk, placed under ``out_dir/images/`` when the writer
-        was made with ``images="copy"`` or ``"symlink"``. Returns the label file's path.
+        was made with ``images="copy"`` or ``"symlink"``. ``output_name`` (default
+        ``file_name``) names the files written (``labels/<output_name with .txt>``), e.g. a
+        name made safe by :func:`grounded_sam.autolabel.names.output_names`. Returns the
+        label file's path.
         """
+        name = file_name if output_name is None else output_name
         if (detections.class_id >= len(self.classes)).any():
             raise ValueError(
                 f"class_id out of range for {len(self.classes)} classes {self.classes}; run "
@@ -264,8 +273,8 @@ class YoloWriter:
         if self.images is not None:
             if image_path is None:
                 raise ValueError(f"images={self.images!r} needs image_path for {file_name!r}")
-            self._place_image(file_name, Path(image_path))
-        path = self.label_path(file_name)
+            self._place_image(name, Path(image_path))
+        path = self.label_path(name)
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return path
 

@@ -12,10 +12,11 @@ looks, in order, where ``grounded-sam download`` puts them (the models folder of
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from grounded_sam.errors import MissingCheckpointError
+from grounded_sam.errors import CheckpointError, MissingCheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -64,6 +65,8 @@ def load_clip(
         MissingCheckpointError: the weights are not on disk; the message names the file and
             the ``grounded-sam download`` command (or the page) that provides them.
         ValueError: ``pretrained`` is neither a file nor a tag open_clip knows.
+        CheckpointError: the file cannot be loaded (an unsafe pickle, a damaged file, the
+            weights of another architecture); the message names the file.
     """
     import open_clip
 
@@ -77,16 +80,25 @@ def load_clip(
         model_name = str(entry.builder["model_name"])
         pretrained = str(entry.builder["pretrained_tag"])
     path, tag_cfg = find_clip_checkpoint(model_name, pretrained, models_dir, cache_dir)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        model_name,
-        pretrained=str(path),
-        device=device,
-        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-        image_mean=tag_cfg.get("mean"),
-        image_std=tag_cfg.get("std"),
-        image_interpolation=tag_cfg.get("interpolation"),
-        image_resize_mode=tag_cfg.get("resize_mode"),
-    )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name,
+            pretrained=str(path),
+            device=device,
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+            image_mean=tag_cfg.get("mean"),
+            image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"),
+            image_resize_mode=tag_cfg.get("resize_mode"),
+        )
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError) as exc:
+        # a pickle that would run code (refused by weights_only loading), a truncated or
+        # foreign file, weights of another architecture
+        raise CheckpointError(
+            f"cannot load CLIP weights {path} as {model_name}: {type(exc).__name__}: "
+            f"{str(exc)[:500]}. Use a file you trust for this architecture "
+            "(`grounded-sam download --list` lists the known ones)"
+        ) from exc
     model.eval()
     tokenizer = open_clip.get_tokenizer(model_name)
     model_id = f"{model_name}/{Path(os.fspath(pretrained)).name}"

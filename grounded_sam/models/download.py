@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -134,7 +133,9 @@ def fetch_file(
     what = f"{dest.name} of {name}" if name else dest.name
     log(f"Downloading {what}\n  from {file.url}\n  size {human_size(file.size)}\n  to   {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    from grounded_sam.export._io import open_temp_beside
+
+    fd, tmp_name = open_temp_beside(dest, suffix=".part")  # 0644 / umask, not mkstemp's 0600
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     received = 0
@@ -219,23 +220,51 @@ def download(
 ) -> Path:
     """Fetch every file of a registry model into the models folder; returns :func:`model_path`.
 
-    Files already present with the registry's size are kept (say ``force=True`` to fetch
-    them again). ``models_dir`` defaults to ``$GROUNDED_SAM_MODELS`` or ``./models``.
+    A file already in place is checked by size and sha256 (reading it: seconds per GB) and
+    kept when both match the registry's (say ``force=True`` to fetch it anyway); a file of
+    another size or hash is reported and fetched again. ``models_dir`` defaults to
+    ``$GROUNDED_SAM_MODELS`` or ``./models``.
 
     Raises:
         KeyError: an unknown model name.
-        DownloadError / ChecksumError: see :func:`fetch_file`.
+        DownloadError / ChecksumError: see :func:`fetch_file`; when a damaged file in place
+            cannot be replaced (offline), the message says what is wrong with it.
     """
     entry = get_entry(name)
     root = resolve_models_dir(models_dir)
-    todo = set(missing_files(entry, root))
     for file in entry.files:
         dest = root / file.path
-        if not force and dest not in todo:
-            log(f"{entry.name}: {dest} is already present")
-            continue
-        fetch_file(file, dest, name=entry.name, progress=progress, timeout=timeout, log=log)
+        problem = None
+        if dest.exists() and not force:
+            problem = file_problem(file, dest)
+            if problem is None:
+                log(f"{entry.name}: {dest} is already present (size and sha256 verified)")
+                continue
+            log(f"{entry.name}: {problem}; fetching it again")
+        try:
+            fetch_file(file, dest, name=entry.name, progress=progress, timeout=timeout, log=log)
+        except DownloadError as err:
+            if problem is None:
+                raise
+            raise type(err)(
+                f"{problem}, and it cannot be fetched again: {err}", *err.args[1:]
+            ) from err
     return model_path(entry, root)
+
+
+def file_problem(file: ModelFile, path: Path) -> str | None:
+    """What is wrong with ``path`` as the registry's ``file`` (size, then sha256), or None.
+
+    Reads the whole file when the registry has its sha256.
+    """
+    if not path.is_file():
+        return f"{path} is not a regular file"
+    size = path.stat().st_size
+    if file.size is not None and size != file.size:
+        return f"{path} is corrupt: {size} bytes, expected {file.size} (truncated or replaced)"
+    if file.sha256 is not None and (actual := sha256_file(path)) != file.sha256:
+        return f"{path} is corrupt: sha256 {actual}, expected {file.sha256}"
+    return None
 
 
 def verify(name: str | ModelEntry, models_dir: str | Path | None = None) -> list[str]:
@@ -249,12 +278,10 @@ def verify(name: str | ModelEntry, models_dir: str | Path | None = None) -> list
     problems = []
     for file in entry.files:
         path = root / file.path
-        if not path.is_file():
+        if not path.exists():
             problems.append(f"{path}: missing")
-        elif file.size is not None and path.stat().st_size != file.size:
-            problems.append(f"{path}: {path.stat().st_size} bytes, expected {file.size}")
-        elif file.sha256 is not None and (actual := sha256_file(path)) != file.sha256:
-            problems.append(f"{path}: sha256 {actual}, expected {file.sha256}")
+        elif (problem := file_problem(file, path)) is not None:
+            problems.append(problem)
     return problems
 
 

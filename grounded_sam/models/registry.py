@@ -302,3 +302,22 @@ def missing_files(name: str | ModelEntry, models_dir: str | Path | None = None) 
 def is_present(name: str | ModelEntry, models_dir: str | Path | None = None) -> bool:
     """True when every file of the model is on disk with the expected size."""
     return not missing_files(name, models_dir)
+
+
+def model_state(name: str | ModelEntry, models_dir: str | Path | None = None) -> str:
+    """``"present"`` (every file there with the registry's size), ``"corrupt"`` (a file is
+    there with another size: truncated or replaced) or ``"missing"``.
+
+    Sizes only, no checksums (those read gigabytes): ``grounded-sam download NAME`` checks
+    the sha256 of the files in place.
+    """
+    entry = get_entry(name)
+    state = "present"
+    for f, path in zip(entry.files, file_paths(entry, models_dir), strict=True):
+        if path.exists() and not path.is_file():
+            return "corrupt"
+        if path.is_file() and f.size is not None and path.stat().st_size != f.size:
+            return "corrupt"
+        if not path.is_file():
+            state = "missing"
+    return state

@@ -305,7 +305,26 @@ def generate_masks(
     from torchvision.ops import batched_nms, box_area
 
     from grounded_sam.image import load_image
+    from grounded_sam.segmenters.amg_options import check_amg_options
 
+    opts = check_amg_options(
+        {
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "stability_score_offset": stability_score_offset,
+            "box_nms_thresh": box_nms_thresh,
+            "crop_n_layers": crop_n_layers,
+            "crop_nms_thresh": crop_nms_thresh,
+            "crop_overlap_ratio": crop_overlap_ratio,
+            "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+            "point_grids": point_grids,
+            "min_mask_region_area": min_mask_region_area,
+        }
+    )
+    points_per_side, point_grids = opts["points_per_side"], opts["point_grids"]
+    crop_n_layers = opts["crop_n_layers"]
     if (points_per_side is None) == (point_grids is None):
         raise ValueError(
             "generate_masks: give exactly one of points_per_side (a number) or point_grids "
@@ -323,8 +342,6 @@ def generate_masks(
                 f"generate_masks: point_grids has {len(grids)} grids but crop_n_layers="
                 f"{crop_n_layers} needs {crop_n_layers + 1} (one per layer)"
             )
-    if points_per_batch < 1:
-        raise ValueError(f"generate_masks: points_per_batch must be >= 1, got {points_per_batch}")
     if min_mask_region_area > 0:
         try:
             import cv2  # noqa: F401

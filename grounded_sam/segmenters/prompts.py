@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grounded_sam.validation import check_finite
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -82,11 +84,21 @@ def click_prompts(
 ) -> tuple[dict[str, Any], bool]:
     """One interactive prompt (K clicks, optional box and low-res logits) as a batch of B = 1.
 
+    ``points_xy`` and ``labels`` may be None (or empty) when a box or ``mask_input`` is given.
+    Every value must be finite; the box must have x1 <= x2 and y1 <= y2, as
+    ``Detections.xyxy`` must (the same rule as ``SamSegmenter.segment``).
+
     Returns the keyword arguments of ``SamSegmenter.decode`` and whether to ask for three
     masks: only a single click alone is ambiguous enough for that (SAM's demo does the same).
     """
     import torch
 
+    if points_xy is None:
+        points_xy = np.zeros((0, 2))
+    if labels is None:
+        labels = np.zeros(0, np.int64)
+    check_finite("points_xy", points_xy)
+    check_finite("labels", labels)
     pts = points_xy if isinstance(points_xy, torch.Tensor) else np.asarray(points_xy)
     lab = np.asarray(labels).reshape(-1)
     if pts.size == 0:
@@ -101,8 +113,19 @@ def click_prompts(
     if pts is None and box is None and mask_input is None:
         raise ValueError("segment_points needs at least one point, a box or a mask_input")
     if box is not None:
-        box = prompt_boxes(np.asarray(box, dtype=np.float32).reshape(1, 4), image_size)
+        check_finite("box", box)
+        box = np.asarray(box, dtype=np.float32)
+        if box.size != 4:
+            raise ValueError(f"box must be (4,) x1, y1, x2, y2 pixels, got shape {box.shape}")
+        box = box.reshape(1, 4)
+        if box[0, 2] < box[0, 0] or box[0, 3] < box[0, 1]:
+            raise ValueError(
+                f"box must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, got "
+                f"{box[0].tolist()} (is it xywh? convert with grounded_sam.geometry first)"
+            )
+        box = prompt_boxes(box, image_size)
     if mask_input is not None:
+        check_finite("mask_input", mask_input)
         mask_input = np.asarray(mask_input, dtype=np.float32)
         if mask_input.size != int(np.prod(mask_input_size)):
             raise ValueError(
@@ -152,6 +175,9 @@ def prepare_prompts(
     coords = labels = box_t = masks_t = None
     if (points is None) != (point_labels is None):
         raise ValueError("pass points and point_labels together (or neither)")
+    for name, value in (("points", points), ("boxes", boxes), ("mask_input", mask_input)):
+        if value is not None:
+            check_finite(name, value)
     if points is not None:
         coords = _as_float(points, device)
         if coords.ndim != 3 or coords.shape[-1] != 2:

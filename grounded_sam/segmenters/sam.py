@@ -27,7 +27,11 @@ from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.segmenters.prompts import click_prompts, prepare_prompts, prompt_boxes
 from grounded_sam.segmenters.sam_decoding import binary_masks, fast_decode_fn, upscale_to_original
 from grounded_sam.segmenters.sam_encoding import ImageEmbedding as ImageEmbedding
-from grounded_sam.segmenters.sam_encoding import encode_image, parse_encoder_dtype
+from grounded_sam.segmenters.sam_encoding import (
+    check_sam_image_shape,
+    encode_image,
+    parse_encoder_dtype,
+)
 from grounded_sam.segmenters.sam_loading import SAM_MODEL_TYPES as SAM_MODEL_TYPES
 from grounded_sam.types import Detections
 
@@ -107,9 +111,10 @@ class SamSegmenter:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         from grounded_sam import runtime
+        from grounded_sam.validation import check_int
 
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        max_batch = check_int("max_batch", max_batch, low=1)
+        cache_size = check_int("cache_size", cache_size, low=0)
         self.device = torch.device(device) if device is not None else sam.device
         self.sam = sam.to(self.device).eval()
         self.dtype = parse_encoder_dtype(dtype)
@@ -197,6 +202,7 @@ class SamSegmenter:
         """:meth:`embed` for an image already loaded by ``load_image`` (RGB uint8 (H, W, 3))."""
         from grounded_sam.image import image_content_key
 
+        check_sam_image_shape(img.shape[:2], self.transform.target_length)
         key = image_content_key(img)
         cached = self._cache.get(key)
         if cached is not None:
@@ -376,7 +382,9 @@ class SamSegmenter:
         import torch
 
         from grounded_sam.image import load_image
+        from grounded_sam.validation import check_detections
 
+        check_detections("detections", detections)
         img = load_image(image)
         h, w = img.shape[:2]
         if detections.image_size not in ((0, 0), (h, w)):
@@ -414,9 +422,11 @@ class SamSegmenter:
 
         Args:
             image: anything ``gs.load_image`` accepts.
-            points_xy: (K, 2) (x, y) pixels of the original image (K may be 0 with a box).
+            points_xy: (K, 2) (x, y) pixels of the original image, finite (K may be 0, or
+                ``points_xy`` and ``labels`` None, with a box or ``mask_input``).
             labels: (K,) 1 = foreground, 0 = background.
-            box: optional (4,) xyxy pixels, clipped like :meth:`segment`'s boxes.
+            box: optional (4,) xyxy pixels, x1 <= x2 and y1 <= y2 (as in :meth:`segment`,
+                a reversed box is refused), clipped like :meth:`segment`'s boxes.
             mask_input: optional (1, 256, 256) (or (256, 256)) low-res logits returned by an
                 earlier call: refines that mask with the new clicks.
 
@@ -427,16 +437,23 @@ class SamSegmenter:
         Returns:
             ``mask`` bool (H, W), ``score`` (predicted IoU) and ``low_res_logits`` float32
             (1, 256, 256) to pass back as ``mask_input``.
+
+        Raises:
+            ValueError / TypeError: a prompt of the wrong shape, non-numeric, NaN or inf.
+            ImageError: the image cannot be loaded or is too elongated for SAM.
         """
-        embedding = self.embed(image)
-        prompts, multimask = click_prompts(
+        from grounded_sam.image import load_image
+
+        img = load_image(image)
+        prompts, multimask = click_prompts(  # checked before any model runs
             points_xy,
             labels,
             box,
             mask_input,
-            image_size=embedding.original_size,
+            image_size=(int(img.shape[0]), int(img.shape[1])),
             mask_input_size=tuple(self.sam.prompt_encoder.mask_input_size),
         )
+        embedding = self._embed_array(img)
         low, iou = self.decode(embedding, **prompts, multimask=multimask)
         best = int(iou[0].argmax())
         low_best = low[0, best][None]  # (1, 256, 256)
@@ -444,7 +461,13 @@ class SamSegmenter:
         return mask, float(iou[0, best]), low_best.cpu().numpy().astype(np.float32)
 
     def generate(self, image: Any, **amg_options: Any) -> Detections:
-        """Automatic masks for everything in ``image``; see ``grounded_sam.segmenters.amg``."""
-        from grounded_sam.segmenters.amg import generate_masks
+        """Automatic masks for everything in ``image``; see ``grounded_sam.segmenters.amg``.
 
-        return generate_masks(self, image, **amg_options)
+        Options are checked first (:func:`~grounded_sam.segmenters.amg_options.check_amg_options`):
+        an unknown name is a ``TypeError`` listing the known ones, a value out of range a
+        ``ValueError`` giving the range.
+        """
+        from grounded_sam.segmenters.amg import generate_masks
+        from grounded_sam.segmenters.amg_options import check_amg_options
+
+        return generate_masks(self, image, **check_amg_options(amg_options))

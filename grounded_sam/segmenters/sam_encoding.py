@@ -8,6 +8,7 @@ torch is imported inside the functions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,27 @@ def fast_encoder_model(sam: Sam, dtype: torch.dtype | None) -> Sam:
         ) from exc
     optimized = optimize_sam(sam, dtype=dtype)
     return sam if optimized is None else optimized
+
+
+def check_sam_image_shape(image_size: tuple[int, int], target_length: int) -> None:
+    """Refuse an image SAM cannot take: resized to a long side of ``target_length`` (1024),
+    its short side would round to 0 pixels (a strip more elongated than 1 : 2 x 1024).
+
+    Raises:
+        ImageError: naming the size and the smallest short side allowed for that long side.
+    """
+    from grounded_sam.errors import ImageError
+
+    h, w = image_size
+    short, long = min(h, w), max(h, w)
+    if short * target_length * 2 < long:  # ResizeLongestSide rounds short * L / long to 0
+        need = math.ceil(long / (2 * target_length))
+        raise ImageError(
+            f"<{w}x{h} image>",
+            f"too elongated for SAM: resized to a long side of {target_length} px its short "
+            f"side would be 0 px; the short side must be at least {need} px for a long side of "
+            f"{long} px (aspect ratio at most 1:{2 * target_length}); pad or crop it first",
+        )
 
 
 def encode_image(
