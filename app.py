@@ -57,25 +57,25 @@ def _detector_kind(value: str) -> str:
     return kind
 
 
-def image_file_component(gr: Any) -> type:
-    """``gr.Image`` that hands the handler the uploaded file's path untouched.
+def image_file(gr: Any, **kwargs: Any) -> Any:
+    """A ``gr.Image`` (``type="filepath"``) that hands the handler the uploaded file untouched.
 
-    Gradio's own ``gr.Image`` opens every upload with PIL (all plugins) before the handler
+    Gradio's own preprocessing opens every upload with PIL (all plugins) before the handler
     runs; this one does not, so :func:`service.read_upload` is the only decoder and refuses
-    formats outside its allow-list before any PIL plugin sees the file.
+    formats outside its allow-list before any PIL plugin sees the file. (Overridden on the
+    instance: a subclass would make Gradio write a ``.pyi`` stub next to this file.)
     """
+    component = gr.Image(type="filepath", **kwargs)
 
-    class ImageFile(gr.Image):
-        is_template = True  # the page draws it as a gr.Image
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("Send the image as a file upload.", print_exception=False)
+        return str(payload.path)
 
-        def preprocess(self, payload: Any) -> str | None:
-            if payload is None:
-                return None
-            if payload.path is None:
-                raise gr.Error("Send the image as a file upload.", print_exception=False)
-            return str(payload.path)
-
-    return ImageFile
+    component.preprocess = preprocess
+    return component
 
 
 def guarded(fn: Any, *, endpoint: str, page: bool) -> Any:
@@ -118,8 +118,6 @@ def build_demo(
     ``limits.concurrency`` text/click requests and one everything-mode request run at once.
     """
     import gradio as gr
-
-    ImageFile = image_file_component(gr)
 
     tracker = gr.Progress()  # gradio passes each request its own tracker in its place
     tmp_root = Path(tempfile.mkdtemp(prefix="grounded-sam-app-"))  # per-request download dirs
@@ -287,8 +285,8 @@ def build_demo(
         click_state = gr.State(service.ClickState())
         with gr.Row():
             with gr.Column(scale=1):
-                image = ImageFile(
-                    type="filepath",
+                image = image_file(
+                    gr,
                     label="Image",
                     sources=["upload", "clipboard"],
                     elem_id="input-image",
@@ -420,7 +418,7 @@ def build_demo(
 
         # API-only endpoints: hidden inputs, JSON out
         with gr.Column(visible=False):
-            a_image = ImageFile(type="filepath", label="image")
+            a_image = image_file(gr, label="image")
             a_prompt = gr.Textbox(label="prompt", value="")
             a_detector = gr.Textbox(label="detector", value=service.GROUNDING_DINO)
             a_sam = gr.Textbox(label="sam", value=default_sam)
@@ -534,7 +532,10 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     if not args.tiny_random and not args.no_download:
         ensure_default_models(args.sam, args.models_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()  # our lines only; other libraries keep their settings
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     limits = service.Limits.from_env()
     log.info("request limits (GROUNDED_SAM_WEB_<NAME> to change): %s", limits.summary())
     manager = build_manager(args)
@@ -545,6 +546,7 @@ def main(argv: list[str] | None = None) -> None:
         share=args.share,
         ssr_mode=False,
         max_file_size=limits.max_upload_bytes,
+        show_error=True,  # errors raised by gradio itself (a path not uploaded) keep their text
     )
 
 
