@@ -33,6 +33,7 @@ LIMITS = {
     "GROUNDED_SAM_WEB_MAX_POINTS": "4",
     "GROUNDED_SAM_WEB_MAX_CLASSES": "5",
     "GROUNDED_SAM_WEB_MAX_PROMPT_CHARS": "200",
+    "GROUNDED_SAM_WEB_MAX_AMG_WORK": "32",
 }
 H, W = 60, 80
 
@@ -210,6 +211,17 @@ def test_everything_options(client, files, options, expected):
         api_name="/everything",
     )  # fmt: skip
     assert expected in message
+
+
+def test_everything_work_is_bounded_by_grid_and_image_size(client, tmp_path):
+    path = tmp_path / "megapixel.png"
+    path.write_bytes(huge_png(1000, 1000))  # within the pixel limit
+    message = refused(
+        client.predict, image=handle_file(str(path)), options={"points_per_side": 8},
+        api_name="/everything",
+    )  # fmt: skip
+    assert "1000x1000 image with points_per_side=8" in message
+    assert "is 64, more than this server's limit of 32; use points_per_side <= 5" in message
 
 
 def test_everything_at_the_limit_answers(client, files):

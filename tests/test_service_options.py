@@ -9,6 +9,7 @@ from grounded_sam.errors import PromptError
 from grounded_sam.service.limits import LimitExceeded, Limits
 from grounded_sam.service.options import (
     check_amg_options,
+    check_amg_work,
     check_clicks,
     check_prompt,
     integer,
@@ -89,3 +90,13 @@ def test_clicks():
     for (points, labels, xyxy), message in bad:
         with pytest.raises(ValueError, match=message):
             check_clicks(points, labels, xyxy, (8, 10), LIMITS)
+
+
+def test_amg_work_grows_with_grid_layers_and_pixels():
+    limits = Limits(max_amg_work=1024)
+    check_amg_work(32, 0, (1000, 1000), limits)  # 1,024 point-megapixels: the limit
+    check_amg_work(8, 0, (4000, 4000), limits)
+    with pytest.raises(LimitExceeded, match="is 2,048, .* use points_per_side <= 22 for this"):
+        check_amg_work(32, 1, (1000, 1000), limits)
+    with pytest.raises(LimitExceeded, match="4096x4096 image with points_per_side=32"):
+        check_amg_work(32, 0, (4096, 4096), limits)

@@ -12,6 +12,8 @@ variable                               default      what it bounds
 ``GROUNDED_SAM_WEB_MAX_PIXELS``        16777216     width x height of an image (4096 x 4096)
 ``GROUNDED_SAM_WEB_MAX_POINTS_PER_SIDE``  32        everything mode's grid (work grows as n^2)
 ``GROUNDED_SAM_WEB_MAX_CROP_LAYERS``   1            everything mode's ``crop_n_layers``
+``GROUNDED_SAM_WEB_MAX_AMG_WORK``      1024         automatic masks' work: points_per_side^2
+                                                    x (1 + crop_n_layers) x megapixels
 ``GROUNDED_SAM_WEB_MAX_POINTS``        64           clicked points in one ``/segment_points``
 ``GROUNDED_SAM_WEB_MAX_BOXES``         100          detections segmented per request (the best)
 ``GROUNDED_SAM_WEB_MAX_CLASSES``       64           classes in one prompt
@@ -44,6 +46,7 @@ class Limits:
     max_pixels: int = 4096 * 4096
     max_points_per_side: int = 32
     max_crop_layers: int = 1
+    max_amg_work: int = 1024
     max_points: int = 64
     max_boxes: int = 100
     max_classes: int = 64
@@ -94,10 +97,13 @@ def env_name(limit: str) -> str:
     return ENV_PREFIX + limit.upper()
 
 
-def check_at_most(what: str, value: int | float, limit: int, limit_name: str) -> None:
-    """Refuse ``value`` above ``limit`` with a message naming both and how to raise the limit."""
+def check_at_most(
+    what: str, value: int | float, limit: int, limit_name: str, hint: str = "ask for less"
+) -> None:
+    """Refuse ``value`` above ``limit`` with a message naming both, what to do (``hint``) and
+    how the operator raises the limit."""
     if value > limit:
         raise LimitExceeded(
-            f"{what} is {value:,}, more than this server's limit of {limit:,}; ask for less "
+            f"{what} is {value:,}, more than this server's limit of {limit:,}; {hint} "
             f"(the operator can raise it with {env_name(limit_name)})"
         )

@@ -89,6 +89,27 @@ def check_amg_options(options: Mapping[str, Any] | None, limits: Limits) -> dict
     return out
 
 
+def check_amg_work(
+    points_per_side: int, crop_n_layers: int, image_size: tuple[int, int], limits: Limits
+) -> None:
+    """Bound automatic masks' cost on this image: ``points_per_side² x (1 + crop_n_layers) x
+    megapixels`` at most ``limits.max_amg_work`` (every prompt's masks are upscaled to the
+    image, so the work grows with both the grid and the image; crop layers add about a grid's
+    worth each)."""
+    h, w = image_size
+    megapixels = h * w / 1e6
+    work = points_per_side**2 * (1 + crop_n_layers) * megapixels
+    best = int((limits.max_amg_work / ((1 + crop_n_layers) * megapixels)) ** 0.5)
+    check_at_most(
+        f"automatic masks on a {w}x{h} image with points_per_side={points_per_side} and "
+        f"crop_n_layers={crop_n_layers} (points_per_side² x (1 + crop_n_layers) x megapixels)",
+        round(work),
+        limits.max_amg_work,
+        "max_amg_work",
+        hint=f"use points_per_side <= {best} for this image, or a smaller image",
+    )
+
+
 def check_prompt(prompt: Any, limits: Limits) -> list[str]:
     """The prompt's classes (``"cat . dog"`` -> ``["cat", "dog"]``), bounded in length and count."""
     from grounded_sam.pipeline import parse_classes

@@ -15,7 +15,12 @@ import numpy as np
 
 from grounded_sam.service.limits import DEFAULT_LIMITS, Limits
 from grounded_sam.service.models import CLIP, GROUNDING_DINO, ModelManager
-from grounded_sam.service.options import check_amg_options, check_clicks, check_prompt
+from grounded_sam.service.options import (
+    check_amg_options,
+    check_amg_work,
+    check_clicks,
+    check_prompt,
+)
 from grounded_sam.types import Detections
 
 Progress = Callable[..., Any]  # called as progress(fraction in [0, 1], desc="...")
@@ -70,6 +75,11 @@ def detect_segment(
             box_threshold=box_threshold,
             text_threshold=text_threshold,
             top_k=limits.max_boxes,
+        )
+    if detector == CLIP:  # it proposes regions with SAM's automatic masks: bounded the same way
+        amg = det.amg_options
+        check_amg_work(
+            amg.get("points_per_side", 32), amg.get("crop_n_layers", 0), image.shape[:2], limits
         )
     pipe = Pipeline(det, manager.segmenter(sam))
     progress(0.2, desc="Detecting")
@@ -144,6 +154,9 @@ def everything(
     amg_options = check_amg_options(amg_options, limits)
     image = load_image(image, max_pixels=limits.max_pixels)
     options = {**manager.default_amg_options, **amg_options}
+    check_amg_work(
+        options.get("points_per_side", 32), options.get("crop_n_layers", 0), image.shape[:2], limits
+    )
     progress(0.05, desc="Loading SAM (first use only)")
     segmenter = manager.segmenter(sam)
     progress(0.2, desc=f"Segmenting everything ({options.get('points_per_side')}² points)")
