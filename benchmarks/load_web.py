@@ -57,6 +57,20 @@ def watchdog(pid: int, cap_kb: int, stop: threading.Event) -> None:
             return
 
 
+def largest_grid(limits: Limits, image_size: tuple[int, int]) -> int:
+    """The largest points_per_side the server accepts for an image of this size."""
+    from grounded_sam.service.limits import LimitExceeded
+    from grounded_sam.service.options import check_amg_work
+
+    for pps in range(limits.max_points_per_side, 0, -1):
+        try:
+            check_amg_work(pps, 0, image_size, limits)
+            return pps
+        except LimitExceeded:
+            continue
+    return 1
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -147,7 +161,7 @@ def main() -> None:
             ("/detect_segment", dict(prompt="ball . box", box_threshold=0.0, text_threshold=0.0)),
         ]
         if not args.skip_everything:
-            opts = {"points_per_side": limits.max_points_per_side}
+            opts = {"points_per_side": largest_grid(limits, (side, side))}
             big_jobs.append(("/everything", dict(options=opts)))
         for api, kwargs in big_jobs:
             took: dict[str, float | str] = {}
@@ -174,7 +188,8 @@ def main() -> None:
                 else "none"
             )
             print(
-                f"max-size {api} ({side}x{side}): {took['s']:.1f} s, "
+                f"max-size {api} ({side}x{side}{', ' + str(kwargs.get('options', ''))}): "
+                f"{took['s']:.1f} s, "
                 f"{took.get('n', took.get('error'))} detections; small requests during it: "
                 f"{len(during)} done, {lat}; server peak RSS {rss_kb(pid, 'VmHWM') / 2**20:.2f} GB"
             )
