@@ -84,14 +84,19 @@ def _open_with_image(driver, app_server) -> WebDriverWait:
     return wait
 
 
+def _run_prompt(driver, text: str) -> None:
+    """Type ``text`` as the prompt and press "Detect and segment"."""
+    prompt = driver.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    prompt.clear()
+    prompt.send_keys(text)
+    driver.find_element(By.ID, "run").click()
+
+
 def test_text_prompt_run_in_the_browser(app_server, browser):
     wait = _open_with_image(browser, app_server)
     assert "Random weights" in browser.find_element(By.ID, "model-status").text
 
-    prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
-    prompt.clear()
-    prompt.send_keys("ball . box . triangle")
-    browser.find_element(By.ID, "run").click()
+    _run_prompt(browser, "ball . box . triangle")
 
     result = wait.until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "#result-image img[src]"))
@@ -139,10 +144,7 @@ def test_click_mode_in_the_browser(app_server, browser):
 
 def test_a_refusal_shows_its_reason_on_the_page(app_server, browser):
     wait = _open_with_image(browser, app_server)
-    prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
-    prompt.clear()
-    prompt.send_keys(" . ")
-    browser.find_element(By.ID, "run").click()
+    _run_prompt(browser, " . ")
     toast = wait.until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=toast-body]"))
     )
