@@ -3,6 +3,12 @@
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--tiny-random] [--sam vit_b]
                   [--no-download] [--device cpu|cuda] [--models-dir DIR] [--fast]
 
+Uploads are files, decoded once by ``grounded_sam.service.read_upload`` (``gs.load_image``
+after a size check and a format allow-list read from the content). Each request is bounded
+by ``service.Limits`` (``GROUNDED_SAM_WEB_*`` variables, printed at start) before any model
+runs; a refused request is one line in the log and its reason on the page / in the API's
+error. See docs/API.md and SECURITY.md.
+
 The page and its API are only a front: every model call goes through
 ``grounded_sam.service`` (models built lazily, once, shared; each request's data its own).
 API endpoints (callable with ``gradio_client``; JSON answers): ``/detect_segment``,
@@ -11,6 +17,9 @@ API endpoints (callable with ``gradio_client``; JSON answers): ``/detect_segment
 
 import argparse
 import atexit
+import functools
+import html
+import logging
 import os
 import shutil
 import sys
@@ -23,7 +32,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np  # noqa: E402
 
 from grounded_sam import service, viz  # noqa: E402
-from grounded_sam.errors import GroundedSamError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "assets" / "examples"
@@ -38,6 +46,7 @@ CLICK_MODES = {
     "Box (two clicks)": "box",
 }
 DEFAULT_DOWNLOADS = ("grounding_dino_tiny",)  # registry names; plus the chosen SAM (--sam)
+log = logging.getLogger("grounded_sam.app")
 
 
 def _detector_kind(value: str) -> str:
@@ -48,8 +57,66 @@ def _detector_kind(value: str) -> str:
     return kind
 
 
-def build_demo(manager: service.ModelManager, *, default_sam: str | None = None) -> Any:
-    """The Blocks of the page and the API for ``manager``'s models (nothing is loaded yet)."""
+def image_file(gr: Any, **kwargs: Any) -> Any:
+    """A ``gr.Image`` (``type="filepath"``) that hands the handler the uploaded file untouched.
+
+    Gradio's own preprocessing opens every upload with PIL (all plugins) before the handler
+    runs; this one does not, so :func:`service.read_upload` is the only decoder and refuses
+    formats outside its allow-list before any PIL plugin sees the file. (Overridden on the
+    instance: a subclass would make Gradio write a ``.pyi`` stub next to this file.)
+    """
+    component = gr.Image(type="filepath", **kwargs)
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("Send the image as a file upload.", print_exception=False)
+        return str(payload.path)
+
+    component.preprocess = preprocess
+    return component
+
+
+def guarded(fn: Any, *, endpoint: str, page: bool) -> Any:
+    """``fn`` with every failure turned into a ``gr.Error`` carrying a readable reason.
+
+    Refusals (bad input, limits, missing models) are one line in the log; anything else is a
+    bug and is logged with its traceback. The page renders error messages as HTML, so its
+    messages are escaped; API answers carry the plain text (``gradio_client``'s ``AppError``).
+    """
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure gets a message, bugs a traceback
+            if service.is_refusal(e, own_files=[__file__]):
+                message = service.one_line(e)
+                log.warning("refused %s: %s", endpoint, message)
+            else:
+                log.exception("bug in %s", endpoint)
+                message = f"internal error ({type(e).__name__}); the server log has the details"
+            text = html.escape(message) if page else message
+            raise gr.Error(text, duration=None, print_exception=False) from None
+
+    return wrapper
+
+
+def build_demo(
+    manager: service.ModelManager,
+    *,
+    default_sam: str | None = None,
+    limits: service.Limits = service.DEFAULT_LIMITS,
+) -> Any:
+    """The Blocks of the page and the API for ``manager``'s models (nothing is loaded yet).
+
+    Every request is bounded by ``limits`` (checked before any model runs); at most
+    ``limits.concurrency`` text/click requests and one everything-mode request run at once.
+    """
     import gradio as gr
 
     tracker = gr.Progress()  # gradio passes each request its own tracker in its place
@@ -62,48 +129,42 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
     def request_dir() -> Path:
         return Path(tempfile.mkdtemp(dir=tmp_root))
 
-    def need_image(image: np.ndarray | None) -> np.ndarray:
-        if image is None:
-            raise gr.Error("Upload an image (or pick an example) first.")
-        return image
-
-    def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call a service function; known failures become messages in the page."""
-        try:
-            return fn(*args, **kwargs)
-        except (GroundedSamError, ValueError, FileNotFoundError) as e:
-            raise gr.Error(str(e), duration=None) from e
+    def need_image(path: str | None) -> np.ndarray:
+        """The uploaded file, decoded once (``gs.load_image``) within the limits."""
+        if path is None:
+            raise ValueError("Upload an image (or pick an example) first.")
+        return service.read_upload(path, limits)
 
     # ------------------------------------------------------------------ page handlers
     def on_text(image, prompt, detector, sam, box_t, text_t, clip_t, progress=tracker):
         image = need_image(image)
-        dets, classes = run(
-            service.detect_segment,
+        dets, classes = service.detect_segment(
             manager,
             image,
             prompt,
-            detector=run(_detector_kind, detector),
+            detector=_detector_kind(detector),
             sam=sam,
             box_threshold=box_t,
             text_threshold=text_t,
             clip_threshold=clip_t,
             progress=progress,
+            limits=limits,
         )
         files = service.export_result(dets, classes, request_dir())
         return viz.annotate(image, dets), service.table_rows(dets), [str(p) for p in files]
 
     def on_everything(image, sam, pps, iou, stability, min_area, progress=tracker):
         image = need_image(image)
-        dets = run(
-            service.everything,
+        dets = service.everything(
             manager,
             image,
             sam=sam,
             progress=progress,
-            points_per_side=int(pps),
-            pred_iou_thresh=float(iou),
-            stability_score_thresh=float(stability),
-            min_mask_region_area=int(min_area),
+            limits=limits,
+            points_per_side=pps,
+            pred_iou_thresh=iou,
+            stability_score_thresh=stability,
+            min_mask_region_area=min_area,
         )
         files = service.export_result(dets, [], request_dir())
         return (
@@ -133,7 +194,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
 
     def on_new_image(image):
         state = service.ClickState()
-        return (None if image is None else image), state, [], None
+        return (None if image is None else need_image(image)), state, [], None
 
     def on_click(image, state, mode, sam, evt: gr.SelectData, progress=tracker):
         image = need_image(image)
@@ -142,8 +203,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
         state = state.click(x, y, CLICK_MODES.get(mode, mode))
         if not state.ready:  # the first corner of a box
             return click_view(image, state), state, [], None
-        dets, logits = run(
-            service.segment_points,
+        dets, logits = service.segment_points(
             manager,
             image,
             state.points,
@@ -151,6 +211,7 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             state.box,
             mask_input=state.logits,
             sam=sam,
+            limits=limits,
         )
         state = state.with_logits(logits)
         files = service.export_result(dets, ["object"], request_dir())
@@ -166,30 +227,30 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
         image, prompt, detector, sam, box_threshold, text_threshold, clip_threshold
     ):
         image = need_image(image)
-        dets, classes = run(
-            service.detect_segment,
+        dets, classes = service.detect_segment(
             manager,
             image,
             prompt,
-            detector=run(_detector_kind, detector),
+            detector=_detector_kind(detector),
             sam=sam or None,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
             clip_threshold=clip_threshold,
+            limits=limits,
         )
         return service.result_json(dets, classes, random_weights=manager.tiny_random)
 
     def api_segment_points(image, points, labels, box, sam):
         image = need_image(image)
-        dets, _ = run(
-            service.segment_points, manager, image, points or [], labels or [], box, sam=sam or None
+        dets, _ = service.segment_points(
+            manager, image, points, labels, box, sam=sam or None, limits=limits
         )
         return service.result_json(dets, ["object"], random_weights=manager.tiny_random)
 
     def api_everything(image, options, sam):
         image = need_image(image)
-        opts = run(service.options_from_json, options, service.AMG_OPTION_NAMES)
-        dets = run(service.everything, manager, image, sam=sam or None, **opts)
+        opts = service.check_amg_options(options, limits)
+        dets = service.everything(manager, image, sam=sam or None, limits=limits, **opts)
         return service.result_json(dets, [], random_weights=manager.tiny_random)
 
     def api_models():
@@ -224,8 +285,8 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
         click_state = gr.State(service.ClickState())
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(
-                    type="numpy",
+                image = image_file(
+                    gr,
                     label="Image",
                     sources=["upload", "clipboard"],
                     elem_id="input-image",
@@ -282,7 +343,13 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
                     )
                     click_files = gr.File(label="Download", file_count="multiple")
                 with gr.Tab("Everything", id="everything"):
-                    pps = gr.Slider(2, 64, amg["points_per_side"], step=1, label="Points per side")
+                    pps = gr.Slider(
+                        2,
+                        max(2, limits.max_points_per_side),
+                        min(amg["points_per_side"], limits.max_points_per_side),
+                        step=1,
+                        label="Points per side",
+                    )
                     iou = gr.Slider(
                         0, 1, amg["pred_iou_thresh"], step=0.01, label="Predicted IoU ≥"
                     )
@@ -303,23 +370,34 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
         )
 
         private = {"api_visibility": "private"}
+        # One pool for model requests, one slot for everything mode (the heaviest): a big
+        # request holds one slot while small ones run in the others.
+        models = {"concurrency_id": "models", "concurrency_limit": limits.concurrency}
+        heavy = {"concurrency_id": "everything", "concurrency_limit": 1}
+        on_text = guarded(on_text, endpoint="page text", page=True)
+        on_everything = guarded(on_everything, endpoint="page everything", page=True)
+        on_click = guarded(on_click, endpoint="page click", page=True)
+        on_new_image = guarded(on_new_image, endpoint="page upload", page=True)
         run_text.click(
             on_text,
             [image, prompt, detector, sam, box_t, text_t, clip_t],
             [text_out, text_table, text_files],
             **private,
+            **models,
         )
         prompt.submit(
             on_text,
             [image, prompt, detector, sam, box_t, text_t, clip_t],
             [text_out, text_table, text_files],
             **private,
+            **models,
         )
         run_all.click(
             on_everything,
             [image, sam, pps, iou, stab, min_area],
             [all_out, all_table, all_files],
             **private,
+            **heavy,
         )
         image.change(
             on_new_image, [image], [click_image, click_state, click_table, click_files], **private
@@ -335,11 +413,12 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             [image, click_state, mode, sam],
             [click_image, click_state, click_table, click_files],
             **private,
+            **models,
         )
 
         # API-only endpoints: hidden inputs, JSON out
         with gr.Column(visible=False):
-            a_image = gr.Image(type="numpy", label="image")
+            a_image = image_file(gr, label="image")
             a_prompt = gr.Textbox(label="prompt", value="")
             a_detector = gr.Textbox(label="detector", value=service.GROUNDING_DINO)
             a_sam = gr.Textbox(label="sam", value=default_sam)
@@ -353,19 +432,29 @@ def build_demo(manager: service.ModelManager, *, default_sam: str | None = None)
             a_out = gr.JSON(label="result")
             a_button = gr.Button()
         a_button.click(
-            api_detect_segment,
+            guarded(api_detect_segment, endpoint="/detect_segment", page=False),
             [a_image, a_prompt, a_detector, a_sam, a_box, a_text, a_clip],
             a_out,
             api_name="detect_segment",
+            **models,
         )
         a_button.click(
-            api_segment_points,
+            guarded(api_segment_points, endpoint="/segment_points", page=False),
             [a_image, a_points, a_labels, a_xyxy, a_sam],
             a_out,
             api_name="segment_points",
+            **models,
         )
-        a_button.click(api_everything, [a_image, a_options, a_sam], a_out, api_name="everything")
-        a_button.click(api_models, None, a_out, api_name="models")
+        a_button.click(
+            guarded(api_everything, endpoint="/everything", page=False),
+            [a_image, a_options, a_sam],
+            a_out,
+            api_name="everything",
+            **heavy,
+        )
+        a_button.click(
+            guarded(api_models, endpoint="/models", page=False), None, a_out, api_name="models"
+        )
     demo.grounded_sam_tmp = tmp_root  # type: ignore[attr-defined]
     return demo
 
@@ -443,10 +532,21 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     if not args.tiny_random and not args.no_download:
         ensure_default_models(args.sam, args.models_dir)
+    handler = logging.StreamHandler()  # our lines only; other libraries keep their settings
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    limits = service.Limits.from_env()
+    log.info("request limits (GROUNDED_SAM_WEB_<NAME> to change): %s", limits.summary())
     manager = build_manager(args)
-    demo = build_demo(manager, default_sam=args.sam)
-    demo.queue().launch(
-        server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False
+    demo = build_demo(manager, default_sam=args.sam, limits=limits)
+    demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        ssr_mode=False,
+        max_file_size=limits.max_upload_bytes,
+        show_error=True,  # errors raised by gradio itself (a path not uploaded) keep their text
     )
 
 

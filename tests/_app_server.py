@@ -26,14 +26,22 @@ def free_port() -> int:
 class AppServer:
     """The demo in a subprocess, bound to 127.0.0.1, with the tiny random models.
 
-    Use as a context manager; the log (stdout + stderr) is in ``log_path``.
+    Use as a context manager; the log (stdout + stderr) is in ``log_path``; ``env`` adds
+    environment variables (request limits, for example).
     """
 
-    def __init__(self, log_path: Path, *extra_args: str, timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *extra_args: str,
+        timeout: float = 180.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = Path(log_path)
         self.timeout = timeout
+        self.env = dict(env or {})  # extra environment variables (e.g. GROUNDED_SAM_WEB_*)
         self.args = [
             sys.executable, str(ROOT / "app.py"), "--tiny-random", "--host", "127.0.0.1",
             "--port", str(self.port), *extra_args,
@@ -49,6 +57,7 @@ class AppServer:
             OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen(
             self.args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT

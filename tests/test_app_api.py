@@ -130,7 +130,9 @@ def test_bad_requests_get_clear_errors(client, image_path, endpoint, kwargs, mes
         client.predict(image=handle_file(image_path), api_name=endpoint, **kwargs)
 
 
-def test_fast_flag_reaches_the_model_manager(capsys):
+@pytest.fixture(scope="module")
+def app_module():
+    """``app.py`` imported as a module (it builds nothing: models load on first use)."""
     import importlib.util
     from pathlib import Path
 
@@ -138,7 +140,43 @@ def test_fast_flag_reaches_the_model_manager(capsys):
         "grounded_sam_app", Path(__file__).resolve().parents[1] / "app.py"
     )
     app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)  # builds nothing: models load on first use
+    spec.loader.exec_module(app)
+    return app
+
+
+def test_page_messages_are_escaped_and_api_messages_plain(app_module, caplog):
+    import gradio as gr
+
+    from grounded_sam.errors import ImageError
+
+    def bad(shape):
+        raise ImageError("<ndarray>", f"shape {shape}")
+
+    with pytest.raises(gr.Error) as page:
+        app_module.guarded(bad, endpoint="page text", page=True)((2, 3))
+    assert page.value.message == "cannot load image &lt;ndarray&gt;: shape (2, 3)"
+    assert page.value.print_exception is False
+    with pytest.raises(gr.Error) as api:
+        app_module.guarded(bad, endpoint="/detect_segment", page=False)((2, 3))
+    assert api.value.message == "cannot load image <ndarray>: shape (2, 3)"
+    assert "refused /detect_segment: cannot load image <ndarray>" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_a_bug_is_logged_with_its_traceback_and_answered_without_internals(app_module, caplog):
+    import gradio as gr
+
+    def buggy():
+        return np.zeros(2) + np.zeros(3)  # a ValueError raised inside numpy: a bug of ours
+
+    with pytest.raises(gr.Error) as info:
+        app_module.guarded(buggy, endpoint="/everything", page=False)()
+    assert info.value.message == "internal error (ValueError); the server log has the details"
+    assert "bug in /everything" in caplog.text and "Traceback" in caplog.text
+
+
+def test_fast_flag_reaches_the_model_manager(app_module, capsys):
+    app = app_module
     assert app.build_manager(app.parse_args(["--tiny-random"])).fast is False
     manager = app.build_manager(app.parse_args(["--tiny-random", "--fast", "--sam", "vit_l"]))
     assert manager.fast is True and manager.tiny_random is True

@@ -1,7 +1,7 @@
 """The demo in a real browser: headless Chromium (Debian's chromium + chromedriver) driven by
 Selenium loads the page of ``python app.py --tiny-random``, uploads an image, types a prompt,
 runs it, and finds the annotated result, the table and the downloads; then clicks a point in
-the interactive mode. Screenshots go to test-artifacts/ (ignored by git)."""
+the interactive mode, and checks that a refused request shows its reason as text. Screenshots go to test-artifacts/ (ignored by git)."""
 
 from __future__ import annotations
 
@@ -84,14 +84,19 @@ def _open_with_image(driver, app_server) -> WebDriverWait:
     return wait
 
 
+def _run_prompt(driver, text: str) -> None:
+    """Type ``text`` as the prompt and press "Detect and segment"."""
+    prompt = driver.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    prompt.clear()
+    prompt.send_keys(text)
+    driver.find_element(By.ID, "run").click()
+
+
 def test_text_prompt_run_in_the_browser(app_server, browser):
     wait = _open_with_image(browser, app_server)
     assert "Random weights" in browser.find_element(By.ID, "model-status").text
 
-    prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
-    prompt.clear()
-    prompt.send_keys("ball . box . triangle")
-    browser.find_element(By.ID, "run").click()
+    _run_prompt(browser, "ball . box . triangle")
 
     result = wait.until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "#result-image img[src]"))
@@ -135,3 +140,13 @@ def test_click_mode_in_the_browser(app_server, browser):
     wait.until(lambda d: "object" in d.find_element(By.ID, "click-table").text)
     assert _table_rows(browser, "click-table") == 1  # one mask
     _screenshot(browser, "app-click.png")
+
+
+def test_a_refusal_shows_its_reason_on_the_page(app_server, browser):
+    wait = _open_with_image(browser, app_server)
+    _run_prompt(browser, " . ")
+    toast = wait.until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=toast-body]"))
+    )
+    assert "names no class; write classes separated by ' . '" in toast.text
+    _screenshot(browser, "app-error.png")

@@ -154,6 +154,7 @@ def test_missing_checkpoints_are_named_with_the_download_command(tmp_path):
     assert status["sam_vit_b"].command == "grounded-sam download sam_vit_b"
     banner = service.status_markdown(m)
     assert "grounded-sam download grounding_dino_tiny" in banner
+    assert "nothing on this page can run" in banner and "rest of the page" not in banner
     with pytest.raises(MissingCheckpointError, match="grounded-sam download sam_vit_b"):
         m.segmenter("vit_b")
     assert m.loaded() == []
@@ -161,13 +162,30 @@ def test_missing_checkpoints_are_named_with_the_download_command(tmp_path):
     assert "Random weights" in service.status_markdown(tiny)
 
 
-def test_options_from_json():
-    assert service.options_from_json({"points_per_side": 8}, service.AMG_OPTION_NAMES) == {
-        "points_per_side": 8
-    }
-    assert service.options_from_json(None, service.AMG_OPTION_NAMES) == {}
+def test_check_amg_options():
+    limits = service.Limits(max_points_per_side=16)
+    assert service.check_amg_options({"points_per_side": 8.0}, limits) == {"points_per_side": 8}
+    assert service.check_amg_options(None, limits) == {}
     with pytest.raises(ValueError, match="bogus"):
-        service.options_from_json({"bogus": 1}, service.AMG_OPTION_NAMES)
+        service.check_amg_options({"bogus": 1}, limits)
+    with pytest.raises(service.LimitExceeded, match="limit of 16.*MAX_POINTS_PER_SIDE"):
+        service.check_amg_options({"points_per_side": 17}, limits)
+
+
+def test_request_thresholds_are_checked_before_any_model_runs(manager, image):
+    for bad in (5, -0.1, float("nan"), float("inf"), "0.3", True):
+        with pytest.raises(ValueError, match="box_threshold"):
+            service.detect_segment(manager, image, "ball", box_threshold=bad)
+    with pytest.raises(ValueError, match="score_threshold"):
+        service.detect_segment(manager, image, "ball", detector="clip", clip_threshold=2)
+
+
+def test_detections_per_request_are_bounded(manager, image):
+    limits = service.Limits(max_boxes=3)
+    dets, _ = service.detect_segment(
+        manager, image, "ball . box", box_threshold=0, text_threshold=0, limits=limits
+    )
+    assert 1 <= len(dets) <= 3
 
 
 @pytest.mark.cpu_kind

@@ -12,13 +12,20 @@ tested (and used by other servers) without Gradio:
 - :class:`ClickState` is the interactive mode's per-session state (clicked points, a box, the
   previous low-res mask logits) as an immutable value.
 
+- :func:`read_upload` decodes an uploaded file with :func:`grounded_sam.load_image` after a
+  size check and a format allow-list judged from the content; :class:`Limits` bounds the work
+  of one request (upload bytes, pixels, grid size, points, boxes, classes), checked before any
+  model runs.
+
 Modules: :mod:`~grounded_sam.service.models` (the manager), :mod:`~grounded_sam.service.requests`
-(one function per kind of request) and :mod:`~grounded_sam.service.present` (JSON, tables,
-downloads). Importing this package imports neither torch nor gradio.
+(one function per kind of request), :mod:`~grounded_sam.service.present` (JSON, tables,
+downloads), :mod:`~grounded_sam.service.limits`, :mod:`~grounded_sam.service.options` (checks of
+a request's options) and :mod:`~grounded_sam.service.uploads`. Importing this package imports
+neither torch nor gradio.
 """
 
+from grounded_sam.service.limits import DEFAULT_LIMITS, LimitExceeded, Limits
 from grounded_sam.service.models import (
-    AMG_OPTION_NAMES,
     CLIP,
     DEFAULT_AMG_OPTIONS,
     DETECTOR_KINDS,
@@ -28,6 +35,7 @@ from grounded_sam.service.models import (
     ModelManager,
     ModelStatus,
 )
+from grounded_sam.service.options import AMG_OPTION_NAMES, check_amg_options
 from grounded_sam.service.present import (
     TABLE_HEADERS,
     export_result,
@@ -35,20 +43,25 @@ from grounded_sam.service.present import (
     status_markdown,
     table_rows,
 )
+from grounded_sam.service.refusals import is_refusal, one_line
 from grounded_sam.service.requests import (
     ClickState,
     detect_segment,
     everything,
-    options_from_json,
     segment_points,
 )
+from grounded_sam.service.uploads import ALLOWED_FORMATS, read_upload
 
 __all__ = [
+    "ALLOWED_FORMATS",
     "AMG_OPTION_NAMES",
     "CLIP",
     "DEFAULT_AMG_OPTIONS",
+    "DEFAULT_LIMITS",
     "DETECTOR_KINDS",
     "GROUNDING_DINO",
+    "LimitExceeded",
+    "Limits",
     "TABLE_HEADERS",
     "TINY_AMG_OPTIONS",
     "TINY_SAM",
@@ -58,7 +71,10 @@ __all__ = [
     "detect_segment",
     "everything",
     "export_result",
-    "options_from_json",
+    "is_refusal",
+    "one_line",
+    "check_amg_options",
+    "read_upload",
     "result_json",
     "segment_points",
     "status_markdown",

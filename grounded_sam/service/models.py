@@ -26,19 +26,6 @@ TINY_AMG_OPTIONS: dict[str, Any] = {
     "pred_iou_thresh": 0.0,
     "stability_score_thresh": 0.0,
 }
-AMG_OPTION_NAMES = (
-    "points_per_side",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "crop_n_layers",
-    "crop_nms_thresh",
-    "crop_overlap_ratio",
-    "crop_n_points_downscale_factor",
-    "min_mask_region_area",
-)
 DEFAULT_AMG_OPTIONS: dict[str, Any] = {
     "points_per_side": 32,
     "pred_iou_thresh": 0.88,
@@ -289,8 +276,10 @@ class ModelManager:
     def detector(self, kind: str, sam: str | None = None, **options: Any) -> Any:
         """A per-request detector: the shared one with this request's ``options`` (thresholds).
 
-        ``kind`` is ``"grounding_dino"`` or ``"clip"``. Options that are None are ignored;
-        unknown options are an error. The shared detector is never modified.
+        ``kind`` is ``"grounding_dino"`` (options ``box_threshold``, ``text_threshold``,
+        ``top_k``) or ``"clip"`` (``score_threshold``, ``top_k``). Options that are None are
+        ignored; each other one is checked (thresholds finite and in [0, 1], ``top_k`` a
+        positive integer) and unknown ones are an error. The shared detector is never modified.
         """
         if kind == GROUNDING_DINO:
             base = self.grounding_dino()
@@ -298,7 +287,7 @@ class ModelManager:
             base = self.clip_detector(sam)
         else:
             raise ValueError(f"unknown detector {kind!r}; choose one of {DETECTOR_KINDS}")
-        return _with(base, **{k: v for k, v in options.items() if v is not None})
+        return _with(base, **_detector_options(kind, options))
 
     def close(self) -> None:
         """Drop the models and delete temporary files (the tiny tokenizer's vocabulary)."""
@@ -308,8 +297,31 @@ class ModelManager:
             self._tmp = None
 
 
+_DETECTOR_THRESHOLDS = {
+    GROUNDING_DINO: ("box_threshold", "text_threshold"),
+    CLIP: ("score_threshold",),
+}
+
+
+def _detector_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without the Nones, each checked as the detector's constructor would."""
+    from grounded_sam.service.options import integer, unit_interval
+
+    thresholds = _DETECTOR_THRESHOLDS[kind]
+    unknown = sorted(set(options) - {*thresholds, "top_k"})
+    if unknown:
+        raise ValueError(f"unknown {kind} option(s) {unknown}; allowed: {[*thresholds, 'top_k']}")
+    out = {k: unit_interval(k, v) for k, v in options.items() if k in thresholds}
+    if options.get("top_k") is not None:
+        out["top_k"] = integer("top_k", options["top_k"], low=1)
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _with(obj: Any, **attrs: Any) -> Any:
-    """A shallow copy of ``obj`` with some existing attributes set (weights stay shared)."""
+    """A shallow copy of ``obj`` with some existing attributes set (weights stay shared).
+
+    Only for values checked first (:func:`_detector_options`): setattr skips the constructor.
+    """
     unknown = [k for k in attrs if not hasattr(obj, k)]
     if unknown:
         raise ValueError(f"{type(obj).__name__} has no option(s) {unknown}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from grounded_sam.service.models import ModelManager, ModelStatus
+from grounded_sam.service.models import CLIP, GROUNDING_DINO, ModelManager, ModelStatus
 from grounded_sam.types import Detections
 
 
@@ -102,7 +102,13 @@ def status_markdown(manager: ModelManager, statuses: Sequence[ModelStatus] | Non
     missing = [s for s in statuses if not s.present]
     if not missing:
         return ""
-    lines = ["**Some models are not on disk** (the rest of the page works):"]
+    present = {s.role for s in statuses if s.present}
+    if "sam" not in present:  # every mode segments with SAM
+        lines = ["**No SAM model is on disk, so nothing on this page can run yet.** Fetch:"]
+    elif not present & {GROUNDING_DINO, CLIP}:
+        lines = ["**No detector is on disk**: clicks and everything mode work; text prompts need:"]
+    else:
+        lines = ["**Some models are not on disk** (modes that need only the others work):"]
     lines += [
         f"- `{s.name}` ({s.role}): missing {s.missing_summary()} — run `{s.command}`"
         for s in missing

@@ -7,13 +7,20 @@ mode's per-session state is :class:`ClickState`, an immutable value the page kee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from grounded_sam.service.limits import DEFAULT_LIMITS, Limits
 from grounded_sam.service.models import CLIP, GROUNDING_DINO, ModelManager
+from grounded_sam.service.options import (
+    check_amg_options,
+    check_amg_work,
+    check_clicks,
+    check_prompt,
+)
 from grounded_sam.types import Detections
 
 Progress = Callable[..., Any]  # called as progress(fraction in [0, 1], desc="...")
@@ -34,6 +41,7 @@ def detect_segment(
     text_threshold: float | None = None,
     clip_threshold: float | None = None,
     progress: Progress = _noop_progress,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Detections, list[str]]:
     """Text prompt -> labelled masks: detect, segment, label.
 
@@ -43,22 +51,35 @@ def detect_segment(
         detector: ``"grounding_dino"`` or ``"clip"``.
         box_threshold / text_threshold: Grounding DINO's thresholds (None: the model's).
         clip_threshold: the CLIP detector's class-probability threshold (None: its default).
+        limits: the prompt's length and class count, the image's pixels and the number of
+            detections segmented (the ``limits.max_boxes`` best) are bounded by it.
+
+    Every option is checked before any model runs (thresholds finite and in [0, 1]).
 
     Returns:
         ``(detections, classes)``: boxes xyxy float32 (N, 4) pixels, masks bool (N, H, W),
         ``class_id`` into ``classes``, review flags in ``data``.
     """
     from grounded_sam.image import load_image
-    from grounded_sam.pipeline import Pipeline, parse_classes
+    from grounded_sam.pipeline import Pipeline
 
-    classes = parse_classes(prompt)
-    image = load_image(image)
+    classes = check_prompt(prompt, limits)
+    image = load_image(image, max_pixels=limits.max_pixels)
     progress(0.05, desc="Loading models (first use only)")
     if detector == CLIP:
-        det = manager.detector(CLIP, sam, score_threshold=clip_threshold)
+        det = manager.detector(CLIP, sam, score_threshold=clip_threshold, top_k=limits.max_boxes)
     else:
         det = manager.detector(
-            detector, sam, box_threshold=box_threshold, text_threshold=text_threshold
+            detector,
+            sam,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+            top_k=limits.max_boxes,
+        )
+    if detector == CLIP:  # it proposes regions with SAM's automatic masks: bounded the same way
+        amg = det.amg_options
+        check_amg_work(
+            amg.get("points_per_side", 32), amg.get("crop_n_layers", 0), image.shape[:2], limits
         )
     pipe = Pipeline(det, manager.segmenter(sam))
     progress(0.2, desc="Detecting")
@@ -78,23 +99,23 @@ def segment_points(
     *,
     mask_input: np.ndarray | None = None,
     sam: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Detections, np.ndarray]:
     """One mask from clicks: ``points_xy`` float (K, 2) (x, y) pixels, ``labels`` (K,) 1 = fg,
     0 = bg, an optional ``box`` xyxy pixels and the previous call's low-res logits.
 
     Returns ``(detections, low_res_logits)``: one detection (box = the mask's tight box, score
     = SAM's predicted IoU, phrase ``"object"``) and float32 (1, 256, 256) logits to pass back
-    as ``mask_input`` with the next click.
+    as ``mask_input`` with the next click. Points and the box are checked first (finite,
+    inside the image, x1 < x2 and y1 < y2, labels 0 or 1, at most ``limits.max_points``).
     """
     from grounded_sam.image import load_image
     from grounded_sam.masks import masks_to_xyxy
 
-    image = load_image(image)
-    pts = np.asarray(points_xy, dtype=np.float32).reshape(-1, 2)
-    lab = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if len(pts) != len(lab):
-        raise ValueError(f"got {len(pts)} points but {len(lab)} labels; give one label per point")
-    box_arr = None if box is None or len(box) == 0 else np.asarray(box, np.float32).reshape(4)
+    image = load_image(image, max_pixels=limits.max_pixels)
+    pts, lab, box_arr = check_clicks(
+        _as_list(points_xy), _as_list(labels), _as_list(box), image.shape[:2], limits
+    )
     mask, score, logits = manager.segmenter(sam).segment_points(
         image, pts, lab, box=box_arr, mask_input=mask_input
     )
@@ -117,6 +138,7 @@ def everything(
     *,
     sam: str | None = None,
     progress: Progress = _noop_progress,
+    limits: Limits = DEFAULT_LIMITS,
     **amg_options: Any,
 ) -> Detections:
     """Automatic masks of everything in the image (SAM's grid of point prompts).
@@ -124,12 +146,17 @@ def everything(
     The masks have no class (``class_id`` -1, phrase ``""``).
 
     ``amg_options`` override :attr:`ModelManager.default_amg_options` (``points_per_side``,
-    ``pred_iou_thresh``, ``stability_score_thresh``, ``min_mask_region_area`` …).
+    ``pred_iou_thresh``, ``stability_score_thresh``, ``min_mask_region_area`` …); each is
+    checked first, ``points_per_side`` and ``crop_n_layers`` against ``limits``.
     """
     from grounded_sam.image import load_image
 
-    image = load_image(image)
+    amg_options = check_amg_options(amg_options, limits)
+    image = load_image(image, max_pixels=limits.max_pixels)
     options = {**manager.default_amg_options, **amg_options}
+    check_amg_work(
+        options.get("points_per_side", 32), options.get("crop_n_layers", 0), image.shape[:2], limits
+    )
     progress(0.05, desc="Loading SAM (first use only)")
     segmenter = manager.segmenter(sam)
     progress(0.2, desc=f"Segmenting everything ({options.get('points_per_side')}² points)")
@@ -180,10 +207,8 @@ class ClickState:
         return bool(self.points) or self.box is not None
 
 
-def options_from_json(options: Mapping[str, Any] | None, allowed: Sequence[str]) -> dict[str, Any]:
-    """Validate an API options dict: only ``allowed`` keys, numbers as numbers."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
-    return options
+def _as_list(value: Any) -> Any:
+    """Arrays and tuples as lists (the checks take JSON-like values); None stays None."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return list(value) if isinstance(value, tuple) else value
