@@ -19,8 +19,12 @@ touches its detection arithmetic:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import runpy
+import shutil
+import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +48,8 @@ TINY_ARGS = dict(
     use_transformer_ckpt=False,
     fusion_droppath=0.0,
 )
-TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40)
+# 64 channels per head, as bert-base-uncased: the head count is inferred, not passed.
+TINY_BERT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=1, intermediate_size=80)
 
 
 def reference_module() -> Any:
@@ -173,3 +178,32 @@ def randomize_(model: Any, seed: int) -> None:
                 fan_in = tensor[0].numel()
                 value = torch.randn(tensor.shape, generator=gen) / fan_in**0.5
             tensor.copy_(value)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_original() -> tuple[Any, Path, Path]:
+    """``(model, checkpoint, text-encoder folder)``: the original code at test size with random
+    weights of trained-model magnitudes (logits of a few units, not saturated), its state dict
+    saved as the official files are (``{"model": ...}``, keys prefixed ``module.`` as
+    DistributedDataParallel leaves them). Built once per test process, in a temporary folder
+    removed at exit. Its heads/points are :data:`TINY_ARGS`' (pass :func:`tiny_config_values`
+    as ``config``)."""
+    import torch
+
+    root = Path(tempfile.mkdtemp(prefix="gdino-original-"))
+    atexit.register(shutil.rmtree, root, True)
+    folder = write_text_encoder(root / "bert", seed=0, **TINY_BERT)
+    model = original_grounding_dino(
+        "GroundingDINO_SwinT_OGC.py", folder, swin=TINY_SWIN, **TINY_ARGS
+    )
+    randomize_(model, seed=1)
+    with torch.no_grad():  # a trained model's logits are a few units: shrink the query scale
+        model.transformer.decoder.norm.weight.mul_(0.12)
+    path = root / "groundingdino_tiny.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    return model, path, folder
+
+
+def tiny_config_values() -> dict[str, int]:
+    """The original-config values (``nheads`` …) of :func:`tiny_original_checkpoint`."""
+    return {k: TINY_ARGS[k] for k in ("nheads", "enc_n_points", "dec_n_points")}
