@@ -37,13 +37,13 @@ TINY_SWIN = dict(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], wind
 # Transformer settings of the test-size original (the real config file gives the rest).
 TINY_ARGS = dict(
     hidden_dim=256,  # the original hard-codes 256 for the text position embedding
-    nheads=2,
+    nheads=8,  # heads and points as in the official configs: inferred, not passed
     enc_layers=1,
     dec_layers=2,
     dim_feedforward=64,
     num_queries=30,
-    enc_n_points=2,
-    dec_n_points=2,
+    enc_n_points=4,
+    dec_n_points=4,
     use_checkpoint=False,
     use_transformer_ckpt=False,
     fusion_droppath=0.0,

@@ -143,3 +143,20 @@ def test_missing_files_and_is_present(tmp_path):
     (tmp_path / "toy/w.bin").write_bytes(b"any size is fine when unknown")
     assert is_present(small, tmp_path) and small.size is None
     assert Path(model_path(small, tmp_path)).is_file()
+
+
+def test_a_grounding_dino_on_disk_is_an_entry_with_nothing_to_fetch(tmp_path):
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    checkpoint = tmp_path / "groundingdino_swint_ogc.pth"
+    checkpoint.write_bytes(b"")
+    for path, fmt in ((folder, None), (checkpoint, "original")):
+        entry = get_entry(str(path))
+        assert entry.kind == "grounding_dino" and entry.files == ()
+        assert entry.builder.get("format") == fmt
+        assert registry.model_path(entry, tmp_path / "elsewhere") == path
+        assert registry.missing_files(entry) == []
+    with pytest.raises(KeyError, match="unknown model"):
+        get_entry(str(tmp_path / "nothing.pth"))
+    assert registry.local_entry(tmp_path) is None  # a folder without config.json

@@ -308,7 +308,8 @@ def get_entry(name: str | ModelEntry) -> ModelEntry:
     """The registry entry called ``name`` (``-`` and ``_`` and case are interchangeable).
 
     A :class:`ModelEntry` is returned as is, so every function here also takes entries that
-    are not in the registry (tests, private mirrors).
+    are not in the registry (tests, private mirrors); so is a Grounding DINO model on disk
+    (see :func:`local_entry`).
 
     Raises:
         KeyError: an unknown name; the message lists the known ones.
@@ -316,9 +317,40 @@ def get_entry(name: str | ModelEntry) -> ModelEntry:
     if isinstance(name, ModelEntry):
         return name
     key = str(name).strip().lower().replace("-", "_")
+    if key not in REGISTRY and (local := local_entry(name)) is not None:
+        return local
     if key not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}")
     return REGISTRY[key]
+
+
+# Suffixes of the original Grounding DINO code's checkpoints.
+ORIGINAL_SUFFIXES = (".pth", ".pt")
+
+
+def local_entry(path: str | Path) -> ModelEntry | None:
+    """An ad-hoc Grounding DINO entry for a model on disk, or None when ``path`` is none.
+
+    ``path`` is a folder ``from_pretrained`` reads (it holds ``config.json``; e.g. written
+    by ``grounded-sam convert``) or an original ``.pth``/``.pt`` file. The entry lists no
+    files (nothing to fetch); its ``path`` is absolute, so :func:`model_path` returns it
+    whatever the models folder.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        builder: dict[str, Any] = {}
+    elif p.is_file() and p.suffix in ORIGINAL_SUFFIXES:
+        builder = {"format": "original"}
+    else:
+        return None
+    return ModelEntry(
+        name=str(path),
+        kind="grounding_dino",
+        files=(),
+        path=str(p.absolute()),
+        builder=builder,
+        description=f"Grounding DINO from {p}",
+    )
 
 
 def names(kind: str | None = None) -> list[str]:
