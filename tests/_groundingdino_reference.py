@@ -197,8 +197,10 @@ def tiny_original() -> tuple[Any, Path, Path]:
         "GroundingDINO_SwinT_OGC.py", folder, swin=TINY_SWIN, **TINY_ARGS
     )
     randomize_(model, seed=1)
-    with torch.no_grad():  # a trained model's logits are a few units: shrink the query scale
-        model.transformer.decoder.norm.weight.mul_(0.12)
+    with torch.no_grad():
+        # A trained model's logits are a few units and mostly negative (most queries match no
+        # token): shrink the queries' scale and point them away from the text on average.
+        model.transformer.decoder.norm.weight.mul_(-0.12)
     path = root / "groundingdino_tiny.pth"
     torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
     return model, path, folder

@@ -70,7 +70,7 @@ def tokenizer_folder(
         hint=(
             "an original Grounding DINO checkpoint holds no tokenizer; it needs "
             f"bert-base-uncased's {' or '.join(TOKENIZER_FILES)}, not found in {where}. "
-            f"Fetch it with `grounded-sam download {TOKENIZER_ENTRY}` (230 KiB), or pass "
+            f"Fetch it with `grounded-sam download {TOKENIZER_ENTRY}` (0.9 MiB), or pass "
             "text_encoder= a folder that holds it (e.g. models/grounding-dino-tiny)"
         ),
     )
