@@ -185,7 +185,7 @@ def tiny_original() -> tuple[Any, Path, Path]:
     """``(model, checkpoint, text-encoder folder)``: the original code at test size with random
     weights of trained-model magnitudes (logits of a few units, not saturated), its state dict
     saved as the official files are (``{"model": ...}``, keys prefixed ``module.`` as
-    DistributedDataParallel leaves them). Built once per test process, in a temporary folder
+    DistributedDataParallel leaves them, plus their two tensors no forward pass reads). Built once per test process, in a temporary folder
     removed at exit. Its heads/points are :data:`TINY_ARGS`' (pass :func:`tiny_config_values`
     as ``config``)."""
     import torch
@@ -202,7 +202,13 @@ def tiny_original() -> tuple[Any, Path, Path]:
         # token): shrink the queries' scale and point them away from the text on average.
         model.transformer.decoder.norm.weight.mul_(-0.12)
     path = root / "groundingdino_tiny.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    state_dict = dict(model.state_dict())
+    # what the official files carry beyond the model's own state dict (the original code
+    # loads them with strict=False): the denoising label embedding (dn_labelbook_size + 1
+    # rows) and the position-id buffer transformers < 4.31 saved with BERT
+    state_dict["label_enc.weight"] = torch.randn(2001, TINY_ARGS["hidden_dim"])
+    state_dict["bert.embeddings.position_ids"] = torch.arange(256)[None]
+    torch.save({"model": {f"module.{k}": v for k, v in state_dict.items()}}, path)
     return model, path, folder
 
 

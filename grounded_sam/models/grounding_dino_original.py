@@ -6,10 +6,10 @@ the original ``groundingdino`` code (``{"model": {name: tensor}}``, names someti
 ``GroundingDinoForObjectDetection``'s, splits the fused projections
 (``nn.MultiheadAttention.in_proj_*`` and Swin's ``qkv``, ``(3 * C, C)`` rows ordered
 query, key, value) and drops the few tensors the original stores but never uses in a forward
-pass (:data:`UNUSED`). :func:`infer_config` reads the architecture from the tensors' shapes
-(Swin-T OGC vs Swin-B and anything between; see
-:mod:`grounded_sam.models.grounding_dino_original_config`). :func:`load_original` builds the model and loads it
-strictly: a missing, unexpected or mis-shaped key is a :class:`CheckpointError` that lists it.
+pass (:data:`UNUSED`). The architecture is read from the tensors' shapes (Swin-T OGC vs
+Swin-B and anything between; :mod:`grounded_sam.models.grounding_dino_original_config`).
+:func:`load_original` builds the model and loads it strictly: a missing, unexpected or
+mis-shaped key is a :class:`CheckpointError` that lists it.
 
 Nothing here downloads; the tokenizer is not part of the checkpoint (see
 :mod:`grounded_sam.models.grounding_dino_text`).
@@ -90,12 +90,14 @@ _FUSED: tuple[tuple[str, str, tuple[str, str, str]], ...] = (
 )  # fmt: skip
 
 # Tensors of the original that no forward pass reads: Swin's integer index table (transformers
-# recomputes it), BERT's pooler (the detector reads token states, not the pooled [CLS]) and the
-# position-id buffer older transformers saved with BERT (arange, recomputed).
+# recomputes it), BERT's pooler (the detector reads token states, not the pooled [CLS]), the
+# position-id buffer older transformers saved with BERT (arange, recomputed) and the
+# denoising-training label embedding both official files carry (``label_enc``).
 UNUSED: tuple[str, ...] = (
     r"^backbone\.0\.layers\.\d+\.blocks\.\d+\.attn\.relative_position_index$",
     r"^bert\.pooler\.",
     r"^bert\.embeddings\.position_ids$",
+    r"^label_enc\.weight$",
 )
 
 # Swin's output norms: the original's norm{i} normalises stage index i (0-based), which
