@@ -11,9 +11,13 @@ import torch
 from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
 from grounded_sam.detectors.phrases import Prompt, PromptTokens
 from grounded_sam.detectors.vocab_chunks import plan_chunks, reuse_backbone
-from grounded_sam.errors import MissingCheckpointError, PromptError
+from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
 from grounded_sam.geometry import box_iou, nms
-from grounded_sam.testing.grounding_dino import save_tiny_grounding_dino, tiny_grounding_dino
+from grounded_sam.testing.grounding_dino import (
+    save_tiny_grounding_dino,
+    tiny_grounding_dino,
+    write_tiny_vocab,
+)
 
 torch.set_num_threads(2)
 
@@ -308,10 +312,19 @@ def test_missing_directory_or_a_file_is_a_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "gd"
     with pytest.raises(MissingCheckpointError, match="no such directory"):
         GroundingDinoDetector.from_pretrained(missing)
-    file = tmp_path / "groundingdino_swint_ogc.pth"
+    file = tmp_path / "pytorch_model.bin"
     file.write_bytes(b"not a directory")
     with pytest.raises(MissingCheckpointError, match="a file"):
         GroundingDinoDetector.from_pretrained(file)
+    # a .pth is taken for an original checkpoint: its tokenizer is looked for first, then the
+    # file is read
+    file = tmp_path / "groundingdino_swint_ogc.pth"
+    file.write_bytes(b"not a checkpoint")
+    with pytest.raises(MissingCheckpointError, match="bert_base_uncased_tokenizer"):
+        GroundingDinoDetector.from_pretrained(file, models_dir=tmp_path / "models")
+    write_tiny_vocab(tmp_path / "bert-base-uncased-tokenizer")
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {file}"):
+        GroundingDinoDetector.from_pretrained(file, models_dir=tmp_path / "models")
 
 
 @pytest.fixture
