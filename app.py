@@ -497,6 +497,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--sam", default="vit_b", help="default SAM model: vit_b, vit_l or vit_h")
     p.add_argument(
+        "--grounding-dino",
+        default="grounding_dino_tiny",
+        metavar="NAME|PATH",
+        help="Grounding DINO: a registry name, a model folder or an original .pth "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--no-download",
         action="store_true",
         help="do not fetch missing checkpoints on start (the page says what is missing)",
@@ -520,6 +527,7 @@ def build_manager(args: argparse.Namespace) -> service.ModelManager:
         device=args.device,
         models_dir=args.models_dir,
         sam_names=sam_names,
+        grounding_dino=args.grounding_dino,
         fast=args.fast,
     )
 

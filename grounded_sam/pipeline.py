@@ -406,7 +406,10 @@ class Pipeline:
 
 def _entry(registry: Any, name: str, kind: str) -> Any:
     """The registry entry for a user's model name: a full name (``sam_vit_b``,
-    ``grounding-dino-tiny``), a SAM model type (``vit_b``) or a kind (``clip``: its default)."""
+    ``grounding-dino-tiny``), a SAM model type (``vit_b``) or a kind (``clip``: its default);
+    for the detector also a Grounding DINO folder or original ``.pth`` on disk."""
+    if kind != "sam" and (local := registry.local_entry(name)) is not None:
+        return local
     key = name.strip().lower().replace("-", "_")
     if key in registry.DEFAULTS:
         key = registry.DEFAULTS[key]

@@ -11,9 +11,13 @@ import torch
 from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
 from grounded_sam.detectors.phrases import Prompt, PromptTokens
 from grounded_sam.detectors.vocab_chunks import plan_chunks, reuse_backbone
-from grounded_sam.errors import MissingCheckpointError, PromptError
+from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
 from grounded_sam.geometry import box_iou, nms
-from grounded_sam.testing.grounding_dino import save_tiny_grounding_dino, tiny_grounding_dino
+from grounded_sam.testing.grounding_dino import (
+    save_tiny_grounding_dino,
+    tiny_grounding_dino,
+    write_tiny_vocab,
+)
 
 torch.set_num_threads(2)
 
@@ -308,10 +312,19 @@ def test_missing_directory_or_a_file_is_a_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "gd"
     with pytest.raises(MissingCheckpointError, match="no such directory"):
         GroundingDinoDetector.from_pretrained(missing)
-    file = tmp_path / "groundingdino_swint_ogc.pth"
+    file = tmp_path / "pytorch_model.bin"
     file.write_bytes(b"not a directory")
     with pytest.raises(MissingCheckpointError, match="a file"):
         GroundingDinoDetector.from_pretrained(file)
+    # a .pth is taken for an original checkpoint: its tokenizer is looked for first, then the
+    # file is read
+    file = tmp_path / "groundingdino_swint_ogc.pth"
+    file.write_bytes(b"not a checkpoint")
+    with pytest.raises(MissingCheckpointError, match="bert_base_uncased_tokenizer"):
+        GroundingDinoDetector.from_pretrained(file, models_dir=tmp_path / "models")
+    write_tiny_vocab(tmp_path / "bert-base-uncased-tokenizer")
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {file}"):
+        GroundingDinoDetector.from_pretrained(file, models_dir=tmp_path / "models")
 
 
 @pytest.fixture
@@ -366,3 +379,59 @@ def test_import_does_not_load_torch():
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------- original checkpoints
+
+
+def test_from_original_detects_what_the_original_code_detects(tmp_path):
+    """An original .pth through our detector (processor, model, post-processing) against the
+    original code (rf-groundingdino) on the same pixels: same boxes, same scores."""
+    from _groundingdino_reference import tiny_original
+    from transformers import GroundingDinoImageProcessor
+
+    from grounded_sam.models.grounding_dino_text import original_processor
+
+    original, checkpoint, text_encoder = tiny_original()
+    loaded = GroundingDinoDetector.from_original(checkpoint, text_encoder=text_encoder)
+    assert loaded.processor.image_processor.size["shortest_edge"] == 800
+    small = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
+    processor = original_processor(loaded.processor.tokenizer, small)
+    image = random_image(75, 120, seed=5)
+    prompt = Prompt.from_classes(["cat", "traffic light", "dog"])
+    pixels = processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        ref = original(pixels, captions=[prompt.text])
+    scores = ref["pred_logits"][0].sigmoid().amax(-1).sort().values
+    threshold = float(scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    det = GroundingDinoDetector(loaded.model, processor, box_threshold=threshold)
+    ours = det.detect(image, prompt.classes)
+
+    keep = ref["pred_logits"][0].sigmoid().amax(-1) > threshold
+    cx, cy, w, h = ref["pred_boxes"][0][keep].unbind(-1)
+    xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+    xyxy = (xyxy * torch.tensor([120, 75, 120, 75])).clamp(min=0)
+    xyxy = torch.minimum(xyxy, torch.tensor([120, 75, 120, 75])).numpy()
+    ref_scores = ref["pred_logits"][0].sigmoid().amax(-1)[keep].numpy()
+    assert len(ours) == int(keep.sum()) > 0
+    order, ref_order = np.argsort(-ours.scores), np.argsort(-ref_scores)
+    np.testing.assert_allclose(ours.scores[order], ref_scores[ref_order], atol=1e-4)
+    np.testing.assert_allclose(ours.xyxy[order], xyxy[ref_order], atol=1e-2)  # pixels
+
+
+def test_from_pretrained_takes_an_original_file_or_registry_name(tmp_path):
+    import shutil
+
+    from _groundingdino_reference import tiny_original
+
+    from grounded_sam.models.grounding_dino_text import TOKENIZER_FOLDER
+
+    _, checkpoint, text_encoder = tiny_original()
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(checkpoint, models / "groundingdino_swint_ogc.pth")
+    shutil.copytree(text_encoder, models / TOKENIZER_FOLDER)
+    by_file = GroundingDinoDetector.from_pretrained(models / "groundingdino_swint_ogc.pth")
+    by_name = GroundingDinoDetector.from_pretrained("groundingdino-swint-ogc", models_dir=models)
+    for a, b in zip(by_file.model.parameters(), by_name.model.parameters(), strict=True):
+        assert torch.equal(a, b)

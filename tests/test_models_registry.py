@@ -52,6 +52,8 @@ def test_sam_entries_match_segment_anything_and_published_files():
 def test_grounding_dino_entries_hold_what_from_pretrained_reads():
     for name in names("grounding_dino"):
         entry = get_entry(name)
+        if entry.builder.get("format") == "original":
+            continue  # a .pth of the original code: see the next test
         files = {PurePosixPath(f.path).name for f in entry.files}
         assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= files
         assert {"tokenizer.json", "tokenizer_config.json", "vocab.txt"} <= files
@@ -60,6 +62,23 @@ def test_grounding_dino_entries_hold_what_from_pretrained_reads():
         # pinned to one revision (a 40-hex commit), so the hashes stay true
         revisions = {f.url.split("/resolve/")[1].split("/")[0] for f in entry.files}
         assert len(revisions) == 1 and re.fullmatch(r"[0-9a-f]{40}", revisions.pop())
+
+
+def test_original_grounding_dino_entries_are_the_release_files_with_a_tokenizer():
+    originals = [n for n in names("grounding_dino") if get_entry(n).builder.get("format")]
+    assert sorted(originals) == ["groundingdino_swinb_cogcoor", "groundingdino_swint_ogc"]
+    tokenizer = get_entry(get_entry(originals[0]).builder["tokenizer"])
+    assert tokenizer.kind == "tokenizer" and tokenizer.path == "bert-base-uncased-tokenizer"
+    assert {"vocab.txt", "tokenizer.json"} <= {PurePosixPath(f.path).name for f in tokenizer.files}
+    for name in originals:
+        entry = get_entry(name)
+        weights, *rest = entry.files
+        assert weights.path == entry.path == f"{name}.pth"
+        assert weights.url.startswith(
+            "https://github.com/IDEA-Research/GroundingDINO/releases/download/v0.1.0-alpha"
+        )
+        assert weights.sha256 is not None and weights.size > 600_000_000
+        assert tuple(rest) == tokenizer.files  # one download brings what loading needs
 
 
 def test_clip_entry_matches_open_clip_pretrained_config():
@@ -124,3 +143,20 @@ def test_missing_files_and_is_present(tmp_path):
     (tmp_path / "toy/w.bin").write_bytes(b"any size is fine when unknown")
     assert is_present(small, tmp_path) and small.size is None
     assert Path(model_path(small, tmp_path)).is_file()
+
+
+def test_a_grounding_dino_on_disk_is_an_entry_with_nothing_to_fetch(tmp_path):
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    checkpoint = tmp_path / "groundingdino_swint_ogc.pth"
+    checkpoint.write_bytes(b"")
+    for path, fmt in ((folder, None), (checkpoint, "original")):
+        entry = get_entry(str(path))
+        assert entry.kind == "grounding_dino" and entry.files == ()
+        assert entry.builder.get("format") == fmt
+        assert registry.model_path(entry, tmp_path / "elsewhere") == path
+        assert registry.missing_files(entry) == []
+    with pytest.raises(KeyError, match="unknown model"):
+        get_entry(str(tmp_path / "nothing.pth"))
+    assert registry.local_entry(tmp_path) is None  # a folder without config.json

@@ -6,15 +6,16 @@
     grounded-sam eval predictions.json ground_truth.json     # COCO AP table
     grounded-sam download sam_vit_b grounding-dino-tiny      # checkpoints into models/
     grounded-sam info                                        # versions, device, models
+    grounded-sam convert grounding-dino IN.pth OUT_DIR       # original .pth -> model folder
 
 Exit codes: 0 success; 1 failure (the message says what to do); 2 usage error; 3 ``label
 --fail-on-skip`` when some images could not be read; 4 ``merge`` while a shard has not
 finished; 130 interrupted (Ctrl-C).
 
 One module per command (:mod:`~.label`, :mod:`~.merge`, :mod:`~.eval`, :mod:`~.models` for
-``download`` and ``info``); :mod:`~.common` holds the exit codes and argument types they
-share. Each module imports what its command needs when the command runs, so ``--help`` is
-fast.
+``download`` and ``info``, :mod:`~.convert`); :mod:`~.common` holds the exit codes and
+argument types they share. Each module imports what its command needs when the command
+runs, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from grounded_sam.cli import convert, label, merge, models
 from grounded_sam.cli import eval as eval_command
-from grounded_sam.cli import label, merge, models
 from grounded_sam.cli.common import (
     DEBUG_ENV,
     EXIT_CODES,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_command.add_eval(commands)
     models.add_download(commands)
     models.add_info(commands)
+    convert.add_convert(commands)
     return parser
 
 

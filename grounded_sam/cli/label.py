@@ -23,9 +23,27 @@ from grounded_sam.cli.common import (
     unit,
 )
 
-DETECTORS = ("grounding-dino-tiny", "grounding-dino-base", "clip")
+DETECTORS = (
+    "grounding-dino-tiny",
+    "grounding-dino-base",
+    "groundingdino-swint-ogc",
+    "groundingdino-swinb-cogcoor",
+    "clip",
+)
 SAM_TYPES = ("vit_b", "vit_l", "vit_h")
 FORMATS = ("coco", "yolo", "png")
+
+
+def detector_arg(text: str) -> str:
+    """A name of :data:`DETECTORS`, or a Grounding DINO folder / original ``.pth`` on disk."""
+    from grounded_sam.models.registry import local_entry
+
+    if text in DETECTORS or local_entry(text) is not None:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither one of {', '.join(DETECTORS)} nor a Grounding DINO folder "
+        "(with config.json) or an original .pth file"
+    )
 
 
 def shard_arg(text: str) -> Any:
@@ -133,8 +151,11 @@ def add_label(commands: Any) -> None:
     models.add_argument(
         "--detector",
         default="grounding-dino-tiny",
-        choices=DETECTORS,
-        help="clip: SAM's automatic masks scored by CLIP (default: %(default)s)",
+        type=detector_arg,
+        metavar="NAME|PATH",
+        help=f"{', '.join(DETECTORS)}, a Grounding DINO folder (e.g. written by `grounded-sam "
+        "convert`) or an original .pth; clip: SAM's automatic masks scored by CLIP "
+        "(default: %(default)s)",
     )
     models.add_argument(
         "--device", help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)"

@@ -60,7 +60,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         for name, entry in registry.REGISTRY.items():
             here = registry.model_state(entry, root)
             size = download.human_size(entry.size)
-            print(f"  {name:<22} {entry.kind:<15} {size:>10}  {here:<8} {entry.description}")
+            print(f"  {name:<27} {entry.kind:<15} {size:>10}  {here:<8} {entry.description}")
         return EXIT_OK
     if args.all == bool(args.names):
         raise UsageError("give model names, or --all (see `grounded-sam download --list`)")
@@ -89,7 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(line)
     print(f"models folder: {info['models_dir']}")
     for name, model in info["models"].items():
-        print(f"  {name:<22} {model['state']:<8} {model['path']}")
+        print(f"  {name:<27} {model['state']:<8} {model['path']}")
     missing = [n for n, m in info["models"].items() if m["state"] == "missing"]
     if missing:
         print(f"fetch a missing model with `grounded-sam download NAME` ({', '.join(missing)})")

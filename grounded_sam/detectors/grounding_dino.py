@@ -30,6 +30,8 @@ from grounded_sam.types import Detections
 from grounded_sam.validation import check_int, check_unit
 
 _NMS_MODES = (None, "class", "agnostic")
+# Files from_pretrained hands to from_original: the original code's checkpoints.
+_ORIGINAL_SUFFIXES = (".pth", ".pt")
 
 # What a model directory must hold; each entry is satisfied by any one of its files.
 _REQUIRED_FILES: dict[str, tuple[str, ...]] = {
@@ -191,7 +193,8 @@ class GroundingDinoDetector:
 
         Args:
             name_or_dir: one of
-                - a directory written by ``save_pretrained``;
+                - a directory written by ``save_pretrained`` or ``grounded-sam convert``;
+                - an original IDEA-Research ``.pth`` file (see :meth:`from_original`);
                 - a registry name (``"grounding_dino_tiny"``, ``"grounding-dino-base"``): its
                   folder in the models folder, where ``grounded-sam download`` puts it;
                 - a Hugging Face id (``"IDEA-Research/grounding-dino-tiny"``): the registry's
@@ -211,6 +214,8 @@ class GroundingDinoDetector:
         path = Path(source).expanduser()
         if path.is_dir():
             return cls._load(path, device, None, kwargs)
+        if path.is_file() and path.suffix in _ORIGINAL_SUFFIXES:
+            return cls.from_original(path, device=device, models_dir=models_dir, **kwargs)
         if path.exists() or _looks_like_path(source):
             raise MissingCheckpointError(
                 path,
@@ -222,6 +227,10 @@ class GroundingDinoDetector:
                 ),
             )
         entry = _registry_entry(source)
+        if entry is not None and entry.builder.get("format") == "original":
+            return cls.from_original(
+                model_path(entry, models_dir), device=device, models_dir=models_dir, **kwargs
+            )
         if entry is not None:
             folder = model_path(entry, models_dir)
             if folder.is_dir():
@@ -243,6 +252,55 @@ class GroundingDinoDetector:
                     "save_pretrained"
                 ),
             ) from err.__cause__
+
+    @classmethod
+    def from_original(
+        cls,
+        checkpoint: str | Path,
+        config: Any = None,
+        text_encoder: str | Path | None = None,
+        *,
+        device: Any = "cpu",
+        models_dir: str | Path | None = None,
+        **kwargs: Any,
+    ) -> GroundingDinoDetector:
+        """Load an original IDEA-Research checkpoint (``groundingdino_swint_ogc.pth``,
+        ``groundingdino_swinb_cogcoor.pth``) onto transformers' model; never downloads.
+
+        The weights are renamed and split onto ``GroundingDinoForObjectDetection`` and loaded
+        strictly (:mod:`grounded_sam.models.grounding_dino_original`); on the same weights it
+        computes what the original code computes. ``grounded-sam convert grounding-dino`` saves
+        the result as a folder :meth:`from_pretrained` reads without converting again.
+
+        Args:
+            checkpoint: the ``.pth`` file (read with ``weights_only=True``).
+            config: ``None`` (the architecture is read from the tensors' shapes: Swin-T OGC,
+                Swin-B …), the original config file (``GroundingDINO_SwinT_OGC.py``; read,
+                not executed), a mapping of its values, or a ``GroundingDinoConfig``.
+            text_encoder: where bert-base-uncased's ``vocab.txt``/``tokenizer.json`` are: a
+                folder or a registry name; ``None``: ``grounded-sam download
+                bert_base_uncased_tokenizer``'s folder, or ``bert-base-uncased-tokenizer/``
+                beside the checkpoint (see :mod:`grounded_sam.models.grounding_dino_text`).
+            device: where the model runs.
+            models_dir: the models folder (default ``$GROUNDED_SAM_MODELS`` or ``./models``).
+            kwargs: passed to the constructor (thresholds, ``nms``, ``dtype``, ...).
+
+        Raises:
+            MissingCheckpointError: the checkpoint or the tokenizer files are missing (the
+                message names them and the ``grounded-sam download`` command).
+            CheckpointError: a truncated or foreign file, or keys that do not fit (listed).
+        """
+        from grounded_sam.models.grounding_dino_original import load_original
+        from grounded_sam.models.grounding_dino_text import (
+            load_tokenizer,
+            original_processor,
+            tokenizer_folder,
+        )
+
+        folder = tokenizer_folder(text_encoder, checkpoint=checkpoint, models_dir=models_dir)
+        model = load_original(Path(checkpoint).expanduser(), config)
+        tokenizer = load_tokenizer(folder, vocab_rows=model.config.text_config.vocab_size)
+        return cls(model, original_processor(tokenizer), device=device, **kwargs)
 
     @classmethod
     def _load(

@@ -10,6 +10,8 @@ project root, or set the variable). Layout::
     models/sam_vit_h_4b8939.pth                  SAM ViT-H  (also _l_0b3195, _b_01ec64)
     models/grounding-dino-tiny/<HF files>        a folder that from_pretrained() reads
     models/grounding-dino-base/<HF files>
+    models/groundingdino_swint_ogc.pth           original IDEA-Research files (also swinb_cogcoor)
+    models/bert-base-uncased-tokenizer/<files>   the tokenizer the original files need
     models/clip-vit-b-32-laion2b/open_clip_model.safetensors
 
 Checksums: the SAM files' sha256 are the ones published with the official checkpoints; the
@@ -28,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 ENV_VAR = "GROUNDED_SAM_MODELS"
-KINDS = ("sam", "grounding_dino", "clip")
+KINDS = ("sam", "grounding_dino", "clip", "tokenizer")
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,14 @@ _GDINO_COMMON = [
     ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508),
 ]  # fmt: skip
 
+_GDINO_TINY_REVISION = "a2bb814dd30d776dcf7e30523b00659f4f141c71"
+
 _GDINO_TINY = ModelEntry(
     name="grounding_dino_tiny",
     kind="grounding_dino",
     files=_hf(
         "IDEA-Research/grounding-dino-tiny",
-        "a2bb814dd30d776dcf7e30523b00659f4f141c71",
+        _GDINO_TINY_REVISION,
         "grounding-dino-tiny",
         [
             (
@@ -196,6 +200,64 @@ _GDINO_BASE = ModelEntry(
     license="Apache-2.0",
 )
 
+# ---------------------------------------------------------------------------- original Grounding DINO
+# bert-base-uncased's tokenizer, which the original .pth files need and do not hold: the same
+# files (and hashes) as in the transformers-format repository above.
+_BERT_TOKENIZER = ModelEntry(
+    name="bert_base_uncased_tokenizer",
+    kind="tokenizer",
+    files=_hf(
+        "IDEA-Research/grounding-dino-tiny",
+        _GDINO_TINY_REVISION,
+        "bert-base-uncased-tokenizer",
+        [f for f in _GDINO_COMMON if f[0] != "preprocessor_config.json"],
+    ),
+    path="bert-base-uncased-tokenizer",
+    description="bert-base-uncased tokenizer (vocab.txt …) for the original Grounding DINO files",
+    source="https://huggingface.co/IDEA-Research/grounding-dino-tiny",
+    license="Apache-2.0",
+)
+
+_GDINO_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download/"
+
+
+def _original_gdino(
+    name: str, tag: str, file_name: str, sha: str, size: int, what: str
+) -> ModelEntry:
+    """An official ``.pth`` release of IDEA-Research's code, plus the tokenizer it needs;
+    loaded by ``GroundingDinoDetector.from_original`` (or from_pretrained on the file)."""
+    return ModelEntry(
+        name=name,
+        kind="grounding_dino",
+        files=(ModelFile(f"{_GDINO_RELEASES}{tag}/{file_name}", file_name, sha, size),)
+        + _BERT_TOKENIZER.files,
+        path=file_name,
+        builder={"format": "original", "tokenizer": _BERT_TOKENIZER.name},
+        description=what,
+        source="https://github.com/IDEA-Research/GroundingDINO#luggage-checkpoints",
+        license="Apache-2.0",
+    )
+
+
+# sha256 and sizes: the release files as published (v0.1.0-alpha / v0.1.0-alpha2), the same
+# values reported by several independent projects that pin them.
+_GDINO_SWINT_OGC = _original_gdino(
+    "groundingdino_swint_ogc",
+    "v0.1.0-alpha",
+    "groundingdino_swint_ogc.pth",
+    "3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
+    693_997_677,
+    "Grounding DINO Swin-T OGC, the original IDEA-Research .pth (converted on load)",
+)
+_GDINO_SWINB_COGCOOR = _original_gdino(
+    "groundingdino_swinb_cogcoor",
+    "v0.1.0-alpha2",
+    "groundingdino_swinb_cogcoor.pth",
+    "46270f7a822e6906b655b729c90613e48929d0f2bb8b9b76fd10a856f3ac6ab7",
+    938_057_991,
+    "Grounding DINO Swin-B, the original IDEA-Research .pth (converted on load)",
+)
+
 _CLIP_B32 = ModelEntry(
     name="clip_vit_b32",
     kind="clip",
@@ -227,6 +289,9 @@ REGISTRY: Mapping[str, ModelEntry] = MappingProxyType(
             _sam_entry("vit_b"),
             _GDINO_TINY,
             _GDINO_BASE,
+            _GDINO_SWINT_OGC,
+            _GDINO_SWINB_COGCOOR,
+            _BERT_TOKENIZER,
             _CLIP_B32,
         )
     }
@@ -243,7 +308,8 @@ def get_entry(name: str | ModelEntry) -> ModelEntry:
     """The registry entry called ``name`` (``-`` and ``_`` and case are interchangeable).
 
     A :class:`ModelEntry` is returned as is, so every function here also takes entries that
-    are not in the registry (tests, private mirrors).
+    are not in the registry (tests, private mirrors); so is a Grounding DINO model on disk
+    (see :func:`local_entry`).
 
     Raises:
         KeyError: an unknown name; the message lists the known ones.
@@ -251,9 +317,40 @@ def get_entry(name: str | ModelEntry) -> ModelEntry:
     if isinstance(name, ModelEntry):
         return name
     key = str(name).strip().lower().replace("-", "_")
+    if key not in REGISTRY and (local := local_entry(name)) is not None:
+        return local
     if key not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}")
     return REGISTRY[key]
+
+
+# Suffixes of the original Grounding DINO code's checkpoints.
+ORIGINAL_SUFFIXES = (".pth", ".pt")
+
+
+def local_entry(path: str | Path) -> ModelEntry | None:
+    """An ad-hoc Grounding DINO entry for a model on disk, or None when ``path`` is none.
+
+    ``path`` is a folder ``from_pretrained`` reads (it holds ``config.json``; e.g. written
+    by ``grounded-sam convert``) or an original ``.pth``/``.pt`` file. The entry lists no
+    files (nothing to fetch); its ``path`` is absolute, so :func:`model_path` returns it
+    whatever the models folder.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        builder: dict[str, Any] = {}
+    elif p.is_file() and p.suffix in ORIGINAL_SUFFIXES:
+        builder = {"format": "original"}
+    else:
+        return None
+    return ModelEntry(
+        name=str(path),
+        kind="grounding_dino",
+        files=(),
+        path=str(p.absolute()),
+        builder=builder,
+        description=f"Grounding DINO from {p}",
+    )
 
 
 def names(kind: str | None = None) -> list[str]:
