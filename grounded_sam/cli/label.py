@@ -24,7 +24,15 @@ from grounded_sam.cli.common import (
 )
 
 DETECTORS = ("grounding-dino-tiny", "grounding-dino-base", "clip")
-SAM_TYPES = ("vit_b", "vit_l", "vit_h")
+SAM_TYPES = (
+    "vit_b",
+    "vit_l",
+    "vit_h",
+    "sam2.1_hiera_tiny",
+    "sam2.1_hiera_small",
+    "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_large",
+)
 FORMATS = ("coco", "yolo", "png")
 
 
@@ -252,6 +260,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             device=args.device,
             detector_options=detector_options,
             fast=args.fast,
+            sam=args.sam,
             **options,
         )
     else:

@@ -78,9 +78,9 @@ class Sam2Segmenter:
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
         self.max_batch = int(max_batch)
-        self._mask_threshold = float(mask_threshold)
+        self.mask_threshold = float(mask_threshold)  # logit above which a pixel is in a mask
         self.transforms = SAM2Transforms(
-            resolution=model.image_size, mask_threshold=self._mask_threshold
+            resolution=model.image_size, mask_threshold=self.mask_threshold
         )
         self.stats = SegmenterStats()
         self._cache: LRUCache[Sam2Embedding] = LRUCache(cache_size)
@@ -117,11 +117,6 @@ class Sam2Segmenter:
 
     # ------------------------------------------------------------------ properties
     @property
-    def mask_threshold(self) -> float:
-        """Logit above which a pixel belongs to the mask."""
-        return self._mask_threshold
-
-    @property
     def mask_input_size(self) -> tuple[int, int]:
         """(h, w) of the low-res logits (256, 256) that ``mask_input`` takes."""
         return tuple(self.model.sam_prompt_encoder.mask_input_size)  # type: ignore[return-value]
@@ -134,7 +129,7 @@ class Sam2Segmenter:
     def __repr__(self) -> str:
         return (
             f"Sam2Segmenter(device={self.device}, max_batch={self.max_batch},"
-            f" cache_size={self._cache.maxsize}, mask_threshold={self._mask_threshold})"
+            f" cache_size={self._cache.maxsize}, mask_threshold={self.mask_threshold})"
         )
 
     # ------------------------------------------------------------------ embedding
