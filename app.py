@@ -37,16 +37,6 @@ CLICK_MODES = {
     "Background point": "background",
     "Box (two clicks)": "box",
 }
-# the page's SAM dropdown, after the --sam default
-SAM_CHOICES = (
-    "vit_b",
-    "vit_l",
-    "vit_h",
-    "sam2.1_hiera_tiny",
-    "sam2.1_hiera_small",
-    "sam2.1_hiera_base_plus",
-    "sam2.1_hiera_large",
-)
 DEFAULT_DOWNLOADS = ("grounding_dino_tiny",)  # registry names; plus the chosen SAM (--sam)
 
 
@@ -440,6 +430,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_manager(args: argparse.Namespace) -> service.ModelManager:
     """The page's model manager for the command line ``args`` (models load on first use)."""
+    from grounded_sam.models.registry import SAM_CHOICES
+
     sam_names = [args.sam] + [n for n in SAM_CHOICES if n != args.sam]
     return service.ModelManager(
         tiny_random=args.tiny_random,

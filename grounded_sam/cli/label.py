@@ -22,17 +22,10 @@ from grounded_sam.cli.common import (
     positive,
     unit,
 )
+from grounded_sam.models import registry
 
 DETECTORS = ("grounding-dino-tiny", "grounding-dino-base", "clip")
-SAM_TYPES = (
-    "vit_b",
-    "vit_l",
-    "vit_h",
-    "sam2.1_hiera_tiny",
-    "sam2.1_hiera_small",
-    "sam2.1_hiera_base_plus",
-    "sam2.1_hiera_large",
-)
+SAM_TYPES = registry.SAM_CHOICES
 FORMATS = ("coco", "yolo", "png")
 
 

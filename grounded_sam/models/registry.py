@@ -272,6 +272,10 @@ REGISTRY: Mapping[str, ModelEntry] = MappingProxyType(
     }
 )
 
+# The SAM models the CLI's --sam and the app's dropdown offer: SAM's model types (registry
+# names sam_<type>) and the SAM 2.1 registry names.
+SAM_CHOICES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h", *_SAM2)
+
 # What the app and the CLI use when the user names no model, per kind.
 DEFAULTS: Mapping[str, str] = MappingProxyType(
     {"sam": "sam_vit_b", "grounding_dino": "grounding_dino_tiny", "clip": "clip_vit_b32"}

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grounded_sam.segmenters.embedding_cache import LRUCache
-from grounded_sam.segmenters.prompts import click_prompts, prompt_boxes
 from grounded_sam.segmenters.sam import SegmenterStats
 from grounded_sam.segmenters.sam2_encoding import Sam2Embedding as Sam2Embedding
 from grounded_sam.segmenters.sam2_encoding import encode_image
 from grounded_sam.segmenters.sam2_loading import SAM2_MODEL_TYPES as SAM2_MODEL_TYPES
 from grounded_sam.segmenters.sam2_prompts import sam2_point_prompts
 from grounded_sam.segmenters.sam_decoding import binary_masks
+from grounded_sam.segmenters.segmenting import segment_clicks, segment_detections
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -275,34 +275,7 @@ class Sam2Segmenter:
             ``detections.replace(masks=bool (N, H, W), mask_scores=float32 (N,))``, the
             scores being SAM 2's predicted IoU of each returned mask.
         """
-        import torch
-
-        from grounded_sam.image import load_image
-
-        img = load_image(image)
-        h, w = img.shape[:2]
-        if detections.image_size not in ((0, 0), (h, w)):
-            raise ValueError(
-                f"detections are for an image of (H, W) = {detections.image_size} but the image "
-                f"is {(h, w)}; pass the image the detections were made on"
-            )
-        if len(detections) == 0:
-            return detections.replace(
-                masks=np.zeros((0, h, w), bool),
-                mask_scores=np.zeros(0, np.float32),
-                image_size=(h, w),
-            )
-        embedding = self._embed_array(img)
-        boxes = prompt_boxes(detections.xyxy, (h, w))
-        low, iou = self.decode(embedding, boxes=torch.from_numpy(boxes), multimask=multimask)
-        best = iou.argmax(dim=1)
-        rows = torch.arange(len(best), device=best.device)
-        low, iou = low[rows, best], iou[rows, best]
-        return detections.replace(
-            masks=self._binary_masks(low, embedding),
-            mask_scores=iou.cpu().numpy().astype(np.float32),
-            image_size=(h, w),
-        )
+        return segment_detections(self, image, detections, multimask=multimask)
 
     def segment_points(
         self,
@@ -330,21 +303,16 @@ class Sam2Segmenter:
             (1, 256, 256), clamped to [-32, 32] as ``SAM2ImagePredictor.predict`` returns
             them, to pass back as ``mask_input``.
         """
-        embedding = self.embed(image)
-        prompts, multimask = click_prompts(
+        return segment_clicks(
+            self,
+            image,
             points_xy,
             labels,
             box,
             mask_input,
-            image_size=embedding.original_size,
             mask_input_size=self.mask_input_size,
+            clamp=_LOW_RES_CLAMP,
         )
-        low, iou = self.decode(embedding, **prompts, multimask=multimask)
-        best = int(iou[0].argmax())
-        low_best = low[0, best][None]  # (1, 256, 256)
-        mask = self._binary_masks(low_best, embedding)[0]
-        returned = low_best.clamp(-_LOW_RES_CLAMP, _LOW_RES_CLAMP)
-        return mask, float(iou[0, best]), returned.cpu().numpy().astype(np.float32)
 
     def generate(self, image: Any, **amg_options: Any) -> Detections:
         """Automatic masks for everything in ``image``; see :mod:`grounded_sam.segmenters.sam2_amg`."""

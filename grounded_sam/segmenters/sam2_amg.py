@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from grounded_sam.segmenters.sam2 import Sam2Segmenter
 
 
@@ -25,27 +23,19 @@ def generate_sam2_masks(
     segmenter: Sam2Segmenter,
     image: Any,
     *,
-    points_per_side: int | None = 32,
-    points_per_batch: int = 64,
     pred_iou_thresh: float = 0.8,
-    stability_score_thresh: float = 0.95,
-    stability_score_offset: float = 1.0,
     mask_threshold: float | None = None,
-    box_nms_thresh: float = 0.7,
-    crop_n_layers: int = 0,
-    crop_nms_thresh: float = 0.7,
-    crop_overlap_ratio: float = 512 / 1500,
-    crop_n_points_downscale_factor: int = 1,
-    point_grids: list[np.ndarray] | None = None,
-    min_mask_region_area: int = 0,
     use_m2m: bool = False,
     multimask_output: bool = True,
+    **options: Any,
 ) -> Detections:
     """Masks of everything in ``image``, as ``SAM2AutomaticMaskGenerator.generate`` finds them.
 
-    The options and defaults are ``SAM2AutomaticMaskGenerator``'s (see
-    :func:`grounded_sam.segmenters.amg.generate_masks` for each); the result is the same
-    :class:`Detections` (``xyxy`` pixel edges of the masks, ``masks`` bool (N, H, W),
+    ``options`` are those of :func:`grounded_sam.segmenters.amg.generate_masks` (the names
+    and defaults of ``SAM2AutomaticMaskGenerator``: ``points_per_side=32``,
+    ``points_per_batch=64``, ``stability_score_thresh=0.95``, ``box_nms_thresh=0.7``,
+    ``crop_n_layers=0`` …); ``pred_iou_thresh`` defaults to SAM 2's 0.8. The result is the
+    same :class:`Detections` (``xyxy`` pixel edges of the masks, ``masks`` bool (N, H, W),
     predicted IoU as ``scores``/``mask_scores``, ``data`` with ``stability_score``,
     ``point_coords``, ``crop_box``). Differences, each refused or stated:
 
@@ -74,16 +64,6 @@ def generate_sam2_masks(
     return generate_masks(
         segmenter,  # type: ignore[arg-type]
         image,
-        points_per_side=points_per_side,
-        points_per_batch=points_per_batch,
         pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-        stability_score_offset=stability_score_offset,
-        box_nms_thresh=box_nms_thresh,
-        crop_n_layers=crop_n_layers,
-        crop_nms_thresh=crop_nms_thresh,
-        crop_overlap_ratio=crop_overlap_ratio,
-        crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-        point_grids=point_grids,
-        min_mask_region_area=min_mask_region_area,
+        **options,
     )
