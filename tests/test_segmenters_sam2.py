@@ -165,13 +165,25 @@ def _rectangles(h: int = 160, w: int = 240) -> np.ndarray:
         (300.0, dict(points_per_side=6, pred_iou_thresh=0.4, stability_score_thresh=0.5)),
         # filters off: 71 masks, many duplicates for NMS to remove, some empty
         (-300.0, dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0)),
+        # one crop layer: 4 more crops (each embedded), masks merged across crops
+        (
+            300.0,
+            dict(
+                points_per_side=4,
+                pred_iou_thresh=0.4,
+                stability_score_thresh=0.5,
+                crop_n_layers=1,
+            ),
+        ),
     ],
 )
 def test_generate_finds_the_same_masks_as_sam2s_generator(scale, options):
     model, image = _object_sam2(scale), _rectangles()
     reference = SAM2AutomaticMaskGenerator(model, **options).generate(image)
     ours = Sam2Segmenter(model).generate(image, **options)
-    assert len(reference) >= 4
+    assert len(reference) >= 3
+    if options.get("crop_n_layers"):  # at least one mask comes from a crop, not the image
+        assert (ours.data["crop_box"] != [0, 0, 240, 160]).any(axis=1).any()
     assert ours.masks.shape == (len(reference), *image.shape[:2])
     assert Counter(m.tobytes() for m in ours.masks) == Counter(
         r["segmentation"].tobytes() for r in reference
