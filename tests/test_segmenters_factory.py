@@ -39,3 +39,16 @@ def test_tiny_segmenters():
     assert isinstance(tiny_segmenter("sam"), SamSegmenter)
     assert isinstance(tiny_segmenter("sam2"), Sam2Segmenter)
     assert isinstance(tiny_segmenter("sam2.1_hiera_tiny"), Sam2Segmenter)
+
+
+def test_a_missing_sam2_package_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from grounded_sam.testing.sam2 import tiny_sam2
+
+    model = tiny_sam2()
+    monkeypatch.setitem(sys.modules, "sam2", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'grounded-sam\[sam2\]'"):
+        Sam2Segmenter(model)
+    with pytest.raises(ImportError, match="needs the sam2 package"):
+        build_sam2_model()

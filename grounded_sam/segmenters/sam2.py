@@ -31,6 +31,7 @@ from grounded_sam.segmenters.sam import SegmenterStats
 from grounded_sam.segmenters.sam2_encoding import Sam2Embedding as Sam2Embedding
 from grounded_sam.segmenters.sam2_encoding import encode_image
 from grounded_sam.segmenters.sam2_loading import SAM2_MODEL_TYPES as SAM2_MODEL_TYPES
+from grounded_sam.segmenters.sam2_loading import require_sam2
 from grounded_sam.segmenters.sam2_prompts import sam2_point_prompts
 from grounded_sam.segmenters.sam_decoding import binary_masks
 from grounded_sam.segmenters.segmenting import segment_clicks, segment_detections
@@ -71,6 +72,8 @@ class Sam2Segmenter:
         mask_threshold: float = 0.0,
     ):
         import torch
+
+        require_sam2()
         from sam2.utils.transforms import SAM2Transforms
 
         if max_batch < 1:
@@ -258,7 +261,7 @@ class Sam2Segmenter:
         )
 
     # ------------------------------------------------------------------ public calls
-    def segment(self, image: Any, detections: Detections, *, multimask: bool = False) -> Detections:
+    def segment(self, image: Any, detections: Detections, multimask: bool = False) -> Detections:
         """Masks for every box of ``detections``, all boxes in one decoder call.
 
         Args:

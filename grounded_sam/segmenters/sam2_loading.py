@@ -57,6 +57,19 @@ SAM2_CONFIGS: dict[str, dict[str, Any]] = {
 SAM2_MODEL_TYPES = tuple(SAM2_CONFIGS)
 
 
+def require_sam2() -> None:
+    """Raise ImportError saying how to install ``sam2`` when it is missing."""
+    try:
+        import sam2  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("sam2", "hydra", "iopath", "omegaconf"):
+            raise
+        raise ImportError(
+            f"SAM 2.1 needs the sam2 package ({exc.name} is missing): "
+            "pip install 'grounded-sam[sam2]' (or: pip install sam2)"
+        ) from exc
+
+
 def build_sam2_model(
     *,
     embed_dim: int = 96,
@@ -80,6 +93,7 @@ def build_sam2_model(
     small model (``grounded_sam.testing.sam2``). ``image_size`` must stay 1024 for
     ``SAM2ImagePredictor``, which assumes 256/128/64 feature maps.
     """
+    require_sam2()
     from sam2.modeling.backbones.hieradet import Hiera
     from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
     from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
