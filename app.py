@@ -467,7 +467,7 @@ def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
     """
     from grounded_sam.models.download import ensure_models
 
-    names = [f"sam_{sam}", *DEFAULT_DOWNLOADS]
+    names = [sam if sam.startswith(("sam_", "sam2")) else f"sam_{sam}", *DEFAULT_DOWNLOADS]
     try:
         ensure_models(names, download=True, models_dir=models_dir)
     except Exception as e:  # noqa: BLE001 - any failure must still let the page start
@@ -495,7 +495,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tiny untrained models (no checkpoints; outputs are meaningless) to try the page",
     )
-    p.add_argument("--sam", default="vit_b", help="default SAM model: vit_b, vit_l or vit_h")
+    p.add_argument(
+        "--sam",
+        default="vit_b",
+        help="default SAM model: vit_b, vit_l, vit_h or SAM 2.1 (sam2.1_hiera_tiny, _small, "
+        "_base_plus, _large)",
+    )
     p.add_argument(
         "--grounding-dino",
         default="grounding_dino_tiny",
@@ -521,7 +526,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_manager(args: argparse.Namespace) -> service.ModelManager:
     """The page's model manager for the command line ``args`` (models load on first use)."""
-    sam_names = [args.sam] + [n for n in ("vit_b", "vit_l", "vit_h") if n != args.sam]
+    from grounded_sam.models.registry import SAM_CHOICES
+
+    sam_names = [args.sam] + [n for n in SAM_CHOICES if n != args.sam]
     return service.ModelManager(
         tiny_random=args.tiny_random,
         device=args.device,

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "load_image": "grounded_sam.image",
     "SamSegmenter": "grounded_sam.segmenters.sam",
     "ImageEmbedding": "grounded_sam.segmenters.sam",
+    "Sam2Segmenter": "grounded_sam.segmenters.sam2",
     "GroundingDinoDetector": "grounded_sam.detectors.grounding_dino",
     "ClipMaskDetector": "grounded_sam.detectors.clip_masks",
     "Pipeline": "grounded_sam.pipeline",
@@ -46,6 +47,7 @@ __all__ = [
     "MissingCheckpointError",
     "Pipeline",
     "PromptError",
+    "Sam2Segmenter",
     "SamSegmenter",
     "auto_label",
     "evaluate",
@@ -79,4 +81,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from grounded_sam.labeling import label
     from grounded_sam.pipeline import Pipeline
     from grounded_sam.segmenters.sam import ImageEmbedding, SamSegmenter
+    from grounded_sam.segmenters.sam2 import Sam2Segmenter
     from grounded_sam.types import Detections

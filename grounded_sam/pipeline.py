@@ -115,7 +115,9 @@ class Pipeline:
 
         Args:
             sam: a SAM model of the registry: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` (or
-                ``"sam_vit_b"`` …).
+                ``"sam_vit_b"`` …), or SAM 2.1: ``"sam2.1_hiera_tiny"``, ``_small``,
+                ``_base_plus``, ``_large`` (a :class:`grounded_sam.Sam2Segmenter`, exact path
+                only: ``fast`` does not change it).
             detector: ``"grounding-dino-tiny"``, ``"grounding-dino-base"``, or ``"clip"`` (SAM
                 automatic masks scored by the registry's default open_clip model, or a CLIP
                 name of the registry such as ``"clip_vit_b32"``).
@@ -150,7 +152,7 @@ class Pipeline:
         from grounded_sam.detectors.clip_masks import ClipMaskDetector
         from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
         from grounded_sam.models import registry
-        from grounded_sam.segmenters.sam import SamSegmenter
+        from grounded_sam.segmenters.factory import build_segmenter
 
         if device is None:
             device = default_device()
@@ -160,12 +162,12 @@ class Pipeline:
             missing = registry.missing_files(entry, models_dir)
             if missing:
                 raise MissingCheckpointError(missing[0], name=entry.name)
-        segmenter = SamSegmenter.from_checkpoint(
-            sam_entry.builder["model_type"],
+        segmenter = build_segmenter(
+            sam_entry,
             registry.model_path(sam_entry, models_dir),
             device=device,
-            name=sam_entry.name,
-            **{"fast": bool(fast), **dict(segmenter_options or {})},
+            fast=bool(fast),
+            **dict(segmenter_options or {}),
         )
         path = registry.model_path(det_entry, models_dir)
         if det_entry.kind == "clip":
@@ -197,6 +199,7 @@ class Pipeline:
         device: str | None = None,
         detector_options: Mapping[str, Any] | None = None,
         fast: bool = False,
+        sam: str = "sam",
         **options: Any,
     ) -> Pipeline:
         """A pipeline of tiny untrained models (``grounded_sam.testing``): no checkpoints, runs
@@ -211,18 +214,16 @@ class Pipeline:
             device: where the models run (default: the CPU).
             detector_options: keyword arguments of the detector (thresholds …).
             fast: the optimised inference paths, as in :meth:`from_registry`.
+            sam: ``"sam"`` (a tiny SAM, ~0.1 s an image on a CPU) or ``"sam2"`` (or any
+                SAM 2.1 name: a tiny SAM 2.1, ~1.5 s an image).
             **options: the :class:`Pipeline` options.
         """
         import tempfile
 
-        from grounded_sam.segmenters.sam import SamSegmenter
-        from grounded_sam.testing.sam import tiny_sam
+        from grounded_sam.segmenters.factory import is_sam2, tiny_segmenter
 
         names = parse_classes(classes)
-        # no global attention: the encoder then costs ~0.1 s instead of ~1.5 s on a CPU
-        segmenter = SamSegmenter(
-            tiny_sam(seed=seed, global_attn_indexes=()), device=device, fast=fast
-        )
+        segmenter = tiny_segmenter(sam, seed=seed, device=device, fast=fast)
         kind = detector.strip().lower().replace("_", "-")
         if kind in ("grounding-dino", "grounding-dino-tiny", "grounding-dino-base"):
             from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
@@ -256,7 +257,8 @@ class Pipeline:
             raise ValueError(f"detector must be 'grounding-dino' or 'clip', got {detector!r}")
         options.setdefault("classes", names)
         pipe = cls(det, segmenter, **options)
-        pipe.names = {"sam": f"tiny-random-{seed}", "detector": f"tiny-random-{kind}-{seed}"}
+        sam_name = f"tiny-random-sam2-{seed}" if is_sam2(sam) else f"tiny-random-{seed}"
+        pipe.names = {"sam": sam_name, "detector": f"tiny-random-{kind}-{seed}"}
         return pipe
 
     # ------------------------------------------------------------------ steps

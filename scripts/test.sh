@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt setuptools wheel -e ".[app]"
+# sam2 (the SAM 2.1 extra) ships only as source: build it against the torch just installed
+# instead of in pip's isolated build environment, which would copy torch into it (minutes);
+# its optional CUDA extension is not built.
+SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install -q -c constraints.txt --no-build-isolation \
+    --no-deps "sam2>=1.1.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[app,dev]"
 # The original Grounding DINO code, the reference of tests/test_models_grounding_dino_original.py:
 # pure Python; its import-time deps are in the dev extra. --no-deps: it declares opencv-python,

@@ -49,6 +49,20 @@ def test_sam_entries_match_segment_anything_and_published_files():
     assert get_entry("sam_vit_h").files[0].path == "sam_vit_h_4b8939.pth"
 
 
+def test_sam2_entries_are_the_official_sam2_1_files_and_build_configs():
+    from grounded_sam.segmenters.sam2_loading import SAM2_CONFIGS
+
+    sam2 = [n for n in names("sam") if n.startswith("sam2")]
+    assert sam2 == list(SAM2_CONFIGS)  # tiny, small, base_plus, large
+    for name in sam2:
+        entry = get_entry(name)
+        assert entry.builder == {"model_type": name, "family": "sam2"}
+        (f,) = entry.files
+        assert f.url == f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/{name}.pt"
+        assert entry.path == f.path == f"{name}.pt"
+    assert get_entry("sam2.1-hiera-base-plus").name == "sam2.1_hiera_base_plus"
+
+
 def test_grounding_dino_entries_hold_what_from_pretrained_reads():
     for name in names("grounding_dino"):
         entry = get_entry(name)
@@ -98,7 +112,9 @@ def test_lookup_names_and_defaults():
     assert get_entry(REGISTRY["sam_vit_b"]) is REGISTRY["sam_vit_b"]
     with pytest.raises(KeyError, match="known models: sam_vit_h"):
         get_entry("sam_vit_x")
-    assert set(names("sam")) == {"sam_vit_h", "sam_vit_l", "sam_vit_b"}
+    assert set(names("sam")) == {"sam_vit_h", "sam_vit_l", "sam_vit_b"} | {
+        f"sam2.1_hiera_{size}" for size in ("tiny", "small", "base_plus", "large")
+    }
     assert sorted(names()) == sorted(REGISTRY)
     assert all(REGISTRY[n].kind == kind for kind, n in DEFAULTS.items())
     with pytest.raises(ValueError):

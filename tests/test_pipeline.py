@@ -209,6 +209,24 @@ def test_from_registry_names_the_missing_file_and_the_download_command(tmp_path)
     assert "grounded-sam download sam_vit_b" in str(err.value)
 
 
+def test_from_registry_knows_sam2_1(tmp_path):
+    with pytest.raises(gs.MissingCheckpointError) as err:
+        Pipeline.from_registry(sam="sam2.1_hiera_tiny", detector="clip", models_dir=tmp_path)
+    assert str(tmp_path / "sam2.1_hiera_tiny.pt") in str(err.value)
+    assert "grounded-sam download sam2.1_hiera_tiny" in str(err.value)
+
+
+def test_tiny_random_pipeline_with_sam2():
+    pytest.importorskip("sam2")
+    pipe = Pipeline.tiny_random(["cat", "dog"], sam="sam2", top_k=3)
+    assert type(pipe.segmenter).__name__ == "Sam2Segmenter"
+    assert pipe.names["sam"] == "tiny-random-sam2-0"
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    dets = pipe(image, "cat . dog")
+    assert dets.masks is not None and dets.masks.shape[1:] == (96, 128)
+    assert pipe.config()["segmenter"]["mask_threshold"] == 0.0
+
+
 def test_from_registry_checks_the_detector_files_before_loading(tmp_path):
     from grounded_sam.testing.sam import tiny_sam_checkpoint
 

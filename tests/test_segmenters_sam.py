@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from _boxes import border_boxes as _boxes
+from _boxes import detections_for as _dets
 from _images import blob_image as _image
 from segment_anything import SamPredictor
 
@@ -28,28 +30,6 @@ def sam():
 @pytest.fixture(scope="module")
 def predictor(sam):
     return SamPredictor(sam)
-
-
-def _boxes(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
-    """n random xyxy boxes inside an (h, w) image, the first four touching the borders."""
-    rng = np.random.default_rng(seed)
-    x = np.sort(rng.uniform(0, w, (n, 2)), axis=1)
-    y = np.sort(rng.uniform(0, h, (n, 2)), axis=1)
-    boxes = np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1).astype(np.float32)
-    border = [[0, 0, w, h], [0, 7.5, w / 3, h], [w / 2, 0, w, h / 2], [5, h - 40, w, h]]
-    boxes[: min(4, n)] = np.asarray(border, np.float32)[: min(4, n)]
-    return boxes
-
-
-def _dets(boxes: np.ndarray, size: tuple[int, int]) -> Detections:
-    n = len(boxes)
-    return Detections(
-        xyxy=boxes,
-        scores=np.linspace(0.9, 0.3, n),
-        phrases=[f"thing {i}" for i in range(n)],
-        class_id=np.arange(n) % 2,
-        image_size=size,
-    )
 
 
 def _reference(predictor, image, boxes, multimask=False):

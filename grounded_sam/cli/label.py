@@ -22,6 +22,7 @@ from grounded_sam.cli.common import (
     positive,
     unit,
 )
+from grounded_sam.models import registry
 
 DETECTORS = (
     "grounding-dino-tiny",
@@ -30,7 +31,7 @@ DETECTORS = (
     "groundingdino-swinb-cogcoor",
     "clip",
 )
-SAM_TYPES = ("vit_b", "vit_l", "vit_h")
+SAM_TYPES = registry.SAM_CHOICES
 FORMATS = ("coco", "yolo", "png")
 
 
@@ -279,6 +280,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             device=args.device,
             detector_options=detector_options,
             fast=args.fast,
+            sam=args.sam,
             **options,
         )
     else:

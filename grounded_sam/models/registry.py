@@ -8,6 +8,7 @@ The models folder is ``$GROUNDED_SAM_MODELS`` when that environment variable is 
 project root, or set the variable). Layout::
 
     models/sam_vit_h_4b8939.pth                  SAM ViT-H  (also _l_0b3195, _b_01ec64)
+    models/sam2.1_hiera_tiny.pt                  SAM 2.1 (also _small, _base_plus, _large)
     models/grounding-dino-tiny/<HF files>        a folder that from_pretrained() reads
     models/grounding-dino-base/<HF files>
     models/groundingdino_swint_ogc.pth           original IDEA-Research files (also swinb_cogcoor)
@@ -61,7 +62,8 @@ class ModelEntry:
         path: what :func:`model_path` returns, relative to the models folder: the checkpoint
             file (SAM, CLIP) or the folder to pass to ``from_pretrained`` (Grounding DINO).
         builder: how the package builds it, e.g. ``{"model_type": "vit_b"}`` for
-            ``SamSegmenter.from_checkpoint``; ``{"model_name": "ViT-B-32", ...}`` for open_clip.
+            ``SamSegmenter.from_checkpoint`` (``"family": "sam2"`` for SAM 2.1's
+            ``Sam2Segmenter``; see ``grounded_sam.segmenters.factory``); ``{"model_name": "ViT-B-32", ...}`` for open_clip.
         description: one line for ``grounded-sam info``.
         source: the page that documents the checkpoint.
         license: the checkpoint's license.
@@ -118,6 +120,43 @@ def _sam_entry(model_type: str) -> ModelEntry:
         builder={"model_type": model_type},
         description=description,
         source="https://github.com/facebookresearch/segment-anything#model-checkpoints",
+        license="Apache-2.0",
+    )
+
+
+# ---------------------------------------------------------------------------- SAM 2.1
+# Meta's release of 2024-09-28 (sam2's checkpoints/download_ckpts.sh). Neither a sha256 nor an
+# exact byte size is published with these files, and none could be confirmed from a primary
+# source: they download unverified and the downloader prints the hash it computed.
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_SAM2 = {
+    # model_type: (file name, description)
+    "sam2.1_hiera_tiny": (
+        "sam2.1_hiera_tiny.pt",
+        "SAM 2.1 Hiera-T (39M parameters): the smallest and fastest SAM 2.1",
+    ),
+    "sam2.1_hiera_small": ("sam2.1_hiera_small.pt", "SAM 2.1 Hiera-S (46M parameters)"),
+    "sam2.1_hiera_base_plus": (
+        "sam2.1_hiera_base_plus.pt",
+        "SAM 2.1 Hiera-B+ (81M parameters)",
+    ),
+    "sam2.1_hiera_large": (
+        "sam2.1_hiera_large.pt",
+        "SAM 2.1 Hiera-L (224M parameters): the best SAM 2.1 masks, the slowest",
+    ),
+}
+
+
+def _sam2_entry(model_type: str) -> ModelEntry:
+    file_name, description = _SAM2[model_type]
+    return ModelEntry(
+        name=model_type,
+        kind="sam",
+        files=(ModelFile(_SAM2_URL + file_name, file_name, None, None),),
+        path=file_name,
+        builder={"model_type": model_type, "family": "sam2"},
+        description=description,
+        source="https://github.com/facebookresearch/sam2#model-description",
         license="Apache-2.0",
     )
 
@@ -287,6 +326,7 @@ REGISTRY: Mapping[str, ModelEntry] = MappingProxyType(
             _sam_entry("vit_h"),
             _sam_entry("vit_l"),
             _sam_entry("vit_b"),
+            *(_sam2_entry(t) for t in _SAM2),
             _GDINO_TINY,
             _GDINO_BASE,
             _GDINO_SWINT_OGC,
@@ -296,6 +336,10 @@ REGISTRY: Mapping[str, ModelEntry] = MappingProxyType(
         )
     }
 )
+
+# The SAM models the CLI's --sam and the app's dropdown offer: SAM's model types (registry
+# names sam_<type>) and the SAM 2.1 registry names.
+SAM_CHOICES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h", *_SAM2)
 
 # What the app and the CLI use when the user names no model, per kind.
 DEFAULTS: Mapping[str, str] = MappingProxyType(

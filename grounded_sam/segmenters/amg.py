@@ -194,7 +194,7 @@ def _full_size_filters(
 
     if len(iou) == 0:
         return
-    threshold = float(segmenter.sam.mask_threshold)
+    threshold = float(segmenter.mask_threshold)
     logits = segmenter.upscale_masks(low_res[:, None], embedding)[:, 0]  # (K, crop_h, crop_w)
     stability = calculate_stability_score(logits, threshold, stability_score_offset)
     if stability_score_thresh > 0.0:

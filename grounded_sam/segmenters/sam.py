@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grounded_sam.segmenters.embedding_cache import LRUCache
-from grounded_sam.segmenters.prompts import click_prompts, prepare_prompts, prompt_boxes
+from grounded_sam.segmenters.prompts import prepare_prompts
 from grounded_sam.segmenters.sam_decoding import binary_masks, fast_decode_fn, upscale_to_original
 from grounded_sam.segmenters.sam_encoding import ImageEmbedding as ImageEmbedding
 from grounded_sam.segmenters.sam_encoding import (
@@ -33,6 +33,7 @@ from grounded_sam.segmenters.sam_encoding import (
     parse_encoder_dtype,
 )
 from grounded_sam.segmenters.sam_loading import SAM_MODEL_TYPES as SAM_MODEL_TYPES
+from grounded_sam.segmenters.segmenting import segment_clicks, segment_detections
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -379,36 +380,7 @@ class SamSegmenter:
             ``detections.replace(masks=bool (N, H, W), mask_scores=float32 (N,))``, the
             scores being SAM's predicted IoU of each returned mask.
         """
-        import torch
-
-        from grounded_sam.image import load_image
-        from grounded_sam.validation import check_detections
-
-        check_detections("detections", detections)
-        img = load_image(image)
-        h, w = img.shape[:2]
-        if detections.image_size not in ((0, 0), (h, w)):
-            raise ValueError(
-                f"detections are for an image of (H, W) = {detections.image_size} but the image "
-                f"is {(h, w)}; pass the image the detections were made on"
-            )
-        if len(detections) == 0:
-            return detections.replace(
-                masks=np.zeros((0, h, w), bool),
-                mask_scores=np.zeros(0, np.float32),
-                image_size=(h, w),
-            )
-        embedding = self._embed_array(img)
-        boxes = prompt_boxes(detections.xyxy, (h, w))
-        low, iou = self.decode(embedding, boxes=torch.from_numpy(boxes), multimask=multimask)
-        best = iou.argmax(dim=1)
-        rows = torch.arange(len(best), device=best.device)
-        low, iou = low[rows, best], iou[rows, best]
-        return detections.replace(
-            masks=self._binary_masks(low, embedding),
-            mask_scores=iou.cpu().numpy().astype(np.float32),
-            image_size=(h, w),
-        )
+        return segment_detections(self, image, detections, multimask=multimask)
 
     def segment_points(
         self,
@@ -442,23 +414,15 @@ class SamSegmenter:
             ValueError / TypeError: a prompt of the wrong shape, non-numeric, NaN or inf.
             ImageError: the image cannot be loaded or is too elongated for SAM.
         """
-        from grounded_sam.image import load_image
-
-        img = load_image(image)
-        prompts, multimask = click_prompts(  # checked before any model runs
+        return segment_clicks(
+            self,
+            image,
             points_xy,
             labels,
             box,
             mask_input,
-            image_size=(int(img.shape[0]), int(img.shape[1])),
             mask_input_size=tuple(self.sam.prompt_encoder.mask_input_size),
         )
-        embedding = self._embed_array(img)
-        low, iou = self.decode(embedding, **prompts, multimask=multimask)
-        best = int(iou[0].argmax())
-        low_best = low[0, best][None]  # (1, 256, 256)
-        mask = self._binary_masks(low_best, embedding)[0]
-        return mask, float(iou[0, best]), low_best.cpu().numpy().astype(np.float32)
 
     def generate(self, image: Any, **amg_options: Any) -> Detections:
         """Automatic masks for everything in ``image``; see ``grounded_sam.segmenters.amg``.

@@ -80,7 +80,8 @@ class ModelManager:
         models_dir: where checkpoints are (default: the registry's, ``$GROUNDED_SAM_MODELS``
             or ``./models``).
         sam_names: the SAM model types offered (``"vit_b"``, ``"vit_l"``, ``"vit_h"``; their
-            registry names are ``sam_vit_b`` …).
+            registry names are ``sam_vit_b`` …) and SAM 2.1 registry names
+            (``"sam2.1_hiera_tiny"`` …).
         grounding_dino: the registry name of the Grounding DINO checkpoint.
         clip: the registry name of the open_clip model.
         fast: build SAM and Grounding DINO with their optimised paths
@@ -133,7 +134,7 @@ class ModelManager:
         ``"vit_b"``: ``"sam_vit_b"``), ``"grounding_dino"`` or ``"clip"``."""
         if role == "sam":
             sam = sam or self.sam_names[0]
-            return sam if self.tiny_random or sam.startswith("sam_") else f"sam_{sam}"
+            return sam if self.tiny_random or sam.startswith(("sam_", "sam2")) else f"sam_{sam}"
         return self.grounding_dino_name if role == GROUNDING_DINO else self.clip_name
 
     def status(self) -> list[ModelStatus]:
@@ -200,23 +201,12 @@ class ModelManager:
             raise ValueError(f"unknown SAM model {sam!r}; choose one of {self.sam_names}")
 
         def build() -> Any:
-            from grounded_sam.segmenters.sam import SamSegmenter
+            from grounded_sam.segmenters.factory import build_segmenter, tiny_segmenter
 
             if self.tiny_random:
-                from grounded_sam.testing.sam import tiny_sam
-
-                # no global attention: the tiny encoder then takes ~0.1 s instead of ~1.5 s on a CPU
-                return SamSegmenter(
-                    tiny_sam(seed=0, global_attn_indexes=()), device=self.device, fast=self.fast
-                )
+                return tiny_segmenter("sam", seed=0, device=self.device, fast=self.fast)
             entry, path = self._checked_path(self.registry_name("sam", sam))
-            return SamSegmenter.from_checkpoint(
-                entry.builder["model_type"],
-                path,
-                device=self.device,
-                name=entry.name,
-                fast=self.fast,
-            )
+            return build_segmenter(entry, path, device=self.device, fast=self.fast)
 
         return self._once(f"sam:{sam}", build)
 
