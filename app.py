@@ -45,7 +45,6 @@ CLICK_MODES = {
     "Background point": "background",
     "Box (two clicks)": "box",
 }
-DEFAULT_DOWNLOADS = ("grounding_dino_tiny",)  # registry names; plus the chosen SAM (--sam)
 log = logging.getLogger("grounded_sam.app")
 
 
@@ -459,15 +458,28 @@ def build_demo(
     return demo
 
 
-def ensure_default_models(sam: str, models_dir: str | None = None) -> None:
-    """Fetch the default checkpoints (announced, with progress, sha256-checked) if missing.
+def startup_downloads(sam: str, grounding_dino: str) -> list[str]:
+    """Registry names the page fetches on start: the chosen SAM and the chosen Grounding DINO
+    when that is a registry name (a folder or a .pth path is the user's own file)."""
+    from grounded_sam.models.registry import REGISTRY
+
+    names = [sam if sam.startswith(("sam_", "sam2")) else f"sam_{sam}"]
+    if grounding_dino in REGISTRY:
+        names.append(grounding_dino)
+    return names
+
+
+def ensure_default_models(
+    sam: str, models_dir: str | None = None, grounding_dino: str = "grounding_dino_tiny"
+) -> None:
+    """Fetch the chosen checkpoints (announced, with progress, sha256-checked) if missing.
 
     Offline or failing downloads are reported and the page starts anyway; it names what is
     missing and the command that fetches it.
     """
     from grounded_sam.models.download import ensure_models
 
-    names = [sam if sam.startswith(("sam_", "sam2")) else f"sam_{sam}", *DEFAULT_DOWNLOADS]
+    names = startup_downloads(sam, grounding_dino)
     try:
         ensure_models(names, download=True, models_dir=models_dir)
     except Exception as e:  # noqa: BLE001 - any failure must still let the page start
@@ -546,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     tune_malloc()  # process-wide, before any model loads; GROUNDED_SAM_NO_MALLOC_TUNING=1: off
     set_threads(args.threads)
     if not args.tiny_random and not args.no_download:
-        ensure_default_models(args.sam, args.models_dir)
+        ensure_default_models(args.sam, args.models_dir, args.grounding_dino)
     handler = logging.StreamHandler()  # our lines only; other libraries keep their settings
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)

@@ -184,3 +184,19 @@ def test_fast_flag_reaches_the_model_manager(app_module, capsys):
         app.parse_args(["--help"])
     out = capsys.readouterr().out
     assert "--fast" in out and "GROUNDED_SAM_NO_MALLOC_TUNING=1" in out
+
+
+def test_start_fetches_only_the_chosen_registry_models(app_module, tmp_path):
+    """--grounding-dino naming a folder or a .pth fetches only SAM; a registry name fetches it."""
+    app = app_module
+    assert app.startup_downloads("vit_b", "grounding_dino_tiny") == [
+        "sam_vit_b",
+        "grounding_dino_tiny",
+    ]
+    assert app.startup_downloads("sam2.1_hiera_tiny", "groundingdino_swint_ogc") == [
+        "sam2.1_hiera_tiny",
+        "groundingdino_swint_ogc",
+    ]
+    own = tmp_path / "groundingdino_swint_ogc.pth"
+    assert app.startup_downloads("vit_h", str(own)) == ["sam_vit_h"]
+    assert app.startup_downloads("vit_b", str(tmp_path / "gdino-folder")) == ["sam_vit_b"]
