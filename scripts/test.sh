@@ -17,6 +17,11 @@ SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install -q -c constraints.txt --no-bui
 # pure Python; its import-time deps are in the dev extra. --no-deps: it declares opencv-python,
 # which would shadow opencv-python-headless (and needs libGL).
 .venv/bin/python -m pip install -q --no-deps rf-groundingdino==0.3.0
+# The consumers the exports are tested against (tests/test_export_yolo_ultralytics.py,
+# tests/test_export_labelstudio.py). --no-deps: ultralytics declares opencv-python (see above;
+# its other import-time deps are in the dev extra); label-studio-converter declares nltk and
+# more, while the tests use only its brush codec (numpy + Pillow).
+.venv/bin/python -m pip install -q --no-deps ultralytics==8.4.190 label-studio-converter==0.0.59
 # The browser test drives Debian's headless Chromium; install it when we can (root, apt).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \

@@ -155,7 +155,7 @@ def test_writer_errors():
 def test_writer_can_symlink_images(tmp_path):
     img = tmp_path / "a.png"
     img.write_bytes(b"pixels")
-    w = YoloWriter(tmp_path / "ds", CLASSES, images="symlink")
+    w = YoloWriter(tmp_path / "ds", CLASSES, images="link")
     w.add("a.png", Detections.empty((4, 4)), image_path=img)
     link = tmp_path / "ds" / "images" / "a.png"
     assert link.is_symlink() and link.resolve() == img.resolve()
@@ -163,3 +163,19 @@ def test_writer_can_symlink_images(tmp_path):
     assert link.read_bytes() == b"pixels"
     with pytest.raises(ValueError, match="image_path"):
         w.add("b.png", Detections.empty((4, 4)))
+
+
+def test_writer_with_a_split_writes_train_and_val_folders(tmp_path):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"pixels")
+    split = {"a.png": "train", "b.png": "val"}
+    w = YoloWriter(tmp_path / "ds", CLASSES, images="copy", split=split)
+    for name in split:
+        w.add(name, Detections.empty((4, 4)), image_path=img)
+        assert name in w
+    assert (tmp_path / "ds" / "labels" / "val" / "b.txt").read_text() == ""
+    assert (tmp_path / "ds" / "images" / "train" / "a.png").read_bytes() == b"pixels"
+    data = yaml.safe_load(w.write_data_yaml().read_text())
+    assert (data["train"], data["val"]) == ("images/train", "images/val")
+    with pytest.raises(ValueError, match="images must be one of"):
+        YoloWriter(tmp_path / "x", CLASSES, images="hardlink")

@@ -91,18 +91,30 @@ class Exports:
         classes: list[str],
         formats: list[str],
         file_names: Sequence[str] = (),
+        *,
+        yolo_images: str = "link",
+        yolo_val: float = 0.0,
+        yolo_seed: int = 0,
     ):
         """``file_names``: the whole listing (every shard's), for the safe and unique output
-        names of :func:`~grounded_sam.autolabel.names.output_names`."""
+        names of :func:`~grounded_sam.autolabel.names.output_names` and the YOLO train/val
+        split (``yolo_val`` of the images to val, chosen with ``yolo_seed``).
+        ``yolo_images``: ``"link"``, ``"copy"`` or ``"none"`` (:class:`YoloWriter`)."""
         from grounded_sam.autolabel.names import output_names
 
         self.out, self.classes, self.formats = out, classes, formats
         self.names = output_names(file_names)
         self.yolo = self.png = None
         if "yolo" in formats:
+            from grounded_sam.export.split import train_val_split
             from grounded_sam.export.yolo import YoloWriter
 
-            self.yolo = YoloWriter(out / EXPORT_PATHS["yolo"], classes)
+            split = None
+            if yolo_val:
+                split = train_val_split(list(self.names.values()), yolo_val, seed=yolo_seed)
+            self.yolo = YoloWriter(
+                out / EXPORT_PATHS["yolo"], classes, images=yolo_images, split=split
+            )
         if "png" in formats:
             from grounded_sam.export.png import PngWriter
 
@@ -123,16 +135,28 @@ class Exports:
         paths = []
         if self.yolo is not None:
             paths.append(self.yolo.label_path(name))
+            if self.yolo.images != "none":
+                paths.append(self.yolo.image_path(name))
         if self.png is not None:
             paths += [self.png.png_path(name), self.png.sidecar_path(name)]
         for path in paths:
             path.unlink(missing_ok=True)
 
-    def add_image(self, file_name: str, detections: Any, *, only_missing: bool = False) -> None:
+    def add_image(
+        self,
+        file_name: str,
+        detections: Any,
+        *,
+        image_path: Path | None = None,
+        only_missing: bool = False,
+    ) -> None:
+        """Write the per-image exports of ``file_name`` (``image_path``: the image on disk,
+        which the YOLO export links or copies)."""
         name = self.output_name(file_name)
-        for writer in (self.yolo, self.png):
-            if writer is not None and not (only_missing and name in writer):
-                writer.add(file_name, detections, output_name=name)
+        if self.yolo is not None and not (only_missing and name in self.yolo):
+            self.yolo.add(file_name, detections, output_name=name, image_path=image_path)
+        if self.png is not None and not (only_missing and name in self.png):
+            self.png.add(file_name, detections, output_name=name)
 
     def files(self) -> dict[str, str]:
         return {f: EXPORT_PATHS[f] for f in self.formats}
@@ -199,7 +223,7 @@ def build_outputs(
         review += _review_count(dets)
         if coco is not None:
             coco.add({"file_name": item.file_name}, dets, image_id=image_id)
-        exports.add_image(item.file_name, dets, only_missing=True)
+        exports.add_image(item.file_name, dets, image_path=item.path, only_missing=True)
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])

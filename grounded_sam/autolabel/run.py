@@ -48,6 +48,9 @@ def auto_label(
     prefetch: int = 2,
     shard: Shard | tuple[int, int] | str | None = None,
     follow_symlinks: bool = False,
+    yolo_images: str = "link",
+    yolo_val: float = 0.0,
+    yolo_seed: int = 0,
 ) -> LabelSummary:
     """Label every image of a folder, glob or list with ``pipeline`` and export a dataset.
 
@@ -76,6 +79,14 @@ def auto_label(
             merge OUT``) writes the exports, the same as one unsharded run would.
         follow_symlinks: open symbolic links in the ``images`` folder whose targets lie
             outside it. Off by default: such a link is listed in ``errors.jsonl`` instead.
+        yolo_images: how the YOLO export places the images under ``yolo/images/`` so that
+            ``yolo/data.yaml`` trains as written: ``"link"`` (default; symbolic links, copies
+            where links are refused), ``"copy"``, or ``"none"`` (place them yourself).
+        yolo_val: the fraction of images the YOLO export puts in its validation set
+            (``images/val``, ``labels/val``); ``0`` (default): no split, ``train`` and ``val``
+            both name ``images``.
+        yolo_seed: the seed of that split (the same images, seed and fraction always give
+            the same split).
 
     Returns:
         A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``
@@ -123,7 +134,15 @@ def auto_label(
     # an unsharded run is the one shard of one: `merge` can rebuild its exports too
     mine = write_manifest(state, shard or Shard(0, 1), items, config=fingerprint, formats=formats)
 
-    exports = Exports(out, classes, formats, [it.file_name for it in items])
+    exports = Exports(
+        out,
+        classes,
+        formats,
+        [it.file_name for it in items],
+        yolo_images=yolo_images,
+        yolo_val=yolo_val,
+        yolo_seed=yolo_seed,
+    )
     pending = [it for it in mine if not (resume and is_done(state, it, fingerprint))]
     resumed = len(mine) - len(pending)
     started = time.perf_counter()
@@ -218,7 +237,7 @@ def _label_one(
     except Exception as exc:
         return _describe(exc)
     try:
-        exports.add_image(item.file_name, detections)
+        exports.add_image(item.file_name, detections, image_path=item.path)
     except Exception as exc:
         try:
             exports.discard_image(item.file_name)  # no export of an image listed as failed

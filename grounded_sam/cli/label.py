@@ -66,6 +66,17 @@ def formats_list(text: str) -> list[str]:
     return names
 
 
+def val_fraction(text: str) -> float:
+    """``--yolo-val``: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), e.g. 0.2, got {text!r}")
+    return value
+
+
 def add_label(commands: Any) -> None:
     p = commands.add_parser(
         "label",
@@ -130,6 +141,29 @@ def add_label(commands: Any) -> None:
         metavar="LIST",
         help="comma-separated: coco (annotations.coco.json), yolo (yolo/), png (masks/); "
         "default: coco",
+    )
+    out.add_argument(
+        "--yolo-images",
+        choices=("link", "copy", "none"),
+        default="link",
+        help="how the YOLO export places the images under yolo/images/ so that "
+        "yolo/data.yaml trains as written: link (symbolic links; copies where refused), copy, "
+        "or none (place them yourself); default: %(default)s",
+    )
+    out.add_argument(
+        "--yolo-val",
+        type=val_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction of the images in the YOLO validation set (images/val, labels/val), "
+        "e.g. 0.2; default 0: no split, train and val both name yolo/images",
+    )
+    out.add_argument(
+        "--yolo-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of that split (default: %(default)s)",
     )
     out.add_argument(
         "--overwrite",
@@ -305,6 +339,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         shard=args.shard,
         follow_symlinks=args.follow_symlinks,
+        yolo_images=args.yolo_images,
+        yolo_val=args.yolo_val,
+        yolo_seed=args.yolo_seed,
     )
     skipped = report(summary, as_json=args.json)
     if summary.shard is not None and not args.json:

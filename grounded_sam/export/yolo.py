@@ -1,11 +1,19 @@
 """YOLO segmentation export (the Ultralytics ``*-seg`` label format) and ``data.yaml``.
 
-Layout written under ``out_dir``::
+Layout written under ``out_dir`` (a complete Ultralytics dataset: ``yolo train data=
+out_dir/data.yaml`` trains on it as written)::
 
-    data.yaml              path, train/val (= images), nc, names
-    labels/<name>.txt      one line per instance: ``class x1 y1 x2 y2 ...``
-    images/<name>.<ext>    only with ``images="copy"`` / ``"symlink"`` (YOLO finds a label by
-                           replacing ``/images/`` with ``/labels/`` in the image path)
+    data.yaml                  path (absolute), train, val, nc, names (written with PyYAML)
+    images/<name>.<ext>        the images, linked or copied (``images="link"|"copy"``)
+    labels/<name>.txt          one line per instance: ``class x1 y1 x2 y2 ...``
+
+With a train/val split (``split`` given) the images and labels go one level deeper, under
+``images/train`` + ``labels/train`` and ``images/val`` + ``labels/val``; without one,
+``train`` and ``val`` both name ``images`` (validation on the training images: fine for a
+smoke test, not for model selection). Ultralytics finds an image's label by replacing the
+last ``/images/`` of its path with ``/labels/``, which is why the images are placed here.
+``path`` in ``data.yaml`` is the dataset folder's absolute path; after moving the folder,
+delete the ``path`` line (Ultralytics then uses the folder holding ``data.yaml``) or edit it.
 
 Each line is a 0-based class index followed by the polygon's vertices, normalised by the
 image size (``x / W``, ``y / H``, 6 decimals). A vertex is the pixel index of a boundary
@@ -31,7 +39,6 @@ Contours come from OpenCV (``opencv-python-headless``), imported when first need
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -43,7 +50,8 @@ from grounded_sam.export._io import atomic_write_text, relative_output_path
 from grounded_sam.types import Detections
 
 _MODES = ("merge", "split")
-_IMAGE_MODES = (None, "copy", "symlink")
+IMAGE_MODES = ("link", "copy", "none")
+SUBSETS = ("train", "val")
 _MST_MAX_PARTS = 64
 
 
@@ -207,16 +215,22 @@ def polygons_from_line(line: str, image_size: tuple[int, int]) -> tuple[int, np.
 
 
 class YoloWriter:
-    """Writes YOLO-seg labels per image and a ``data.yaml``; resumable (a finished image's
-    label file exists, written atomically).
+    """Writes YOLO-seg labels per image, places the images and writes ``data.yaml``;
+    resumable (a finished image's label file exists, written atomically).
 
     Args:
         out_dir: the dataset folder (``labels/``, ``images/`` and ``data.yaml`` go here).
         classes: class names; line class indices are their 0-based positions.
         mode: ``"merge"`` (one line per instance) or ``"split"`` (one line per part).
-        images: ``None`` (default: leave the images where they are; put them under
-            ``out_dir/images/`` yourself before training), ``"copy"`` or ``"symlink"`` (the
-            writer places each image given to :meth:`add` there).
+        images: how each image given to :meth:`add` is placed under ``out_dir/images/``:
+            ``"link"`` (a symbolic link to the original; a copy where the file system refuses
+            links), ``"copy"``, or ``"none"`` (default here, for detections of images that
+            are not files; ``auto_label`` links: put the images under ``images/`` yourself
+            before training). ``None`` means ``"none"`` and
+            ``"symlink"`` means ``"link"`` (older spellings).
+        split: ``{output name: "train" | "val"}`` (see
+            :func:`grounded_sam.export.split.train_val_split`), or ``None``: no split, one
+            ``images/`` folder used for both.
     """
 
     def __init__(
@@ -225,26 +239,47 @@ class YoloWriter:
         classes: Sequence[str],
         *,
         mode: str = "merge",
-        images: str | None = None,
+        images: str | None = "none",
+        split: dict[str, str] | None = None,
     ):
         from grounded_sam.export.coco import _check_classes
 
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        if images not in _IMAGE_MODES:
-            raise ValueError(f"images must be one of {_IMAGE_MODES}, got {images!r}")
+        images = {None: "none", "symlink": "link"}.get(images, images)
+        if images not in IMAGE_MODES:
+            raise ValueError(f"images must be one of {IMAGE_MODES}, got {images!r}")
+        bad = sorted({v for v in (split or {}).values()} - set(SUBSETS))
+        if bad:
+            raise ValueError(f"split values must be 'train' or 'val', got {bad}")
         self.out_dir = Path(out_dir)
         self.classes = _check_classes(classes)
         self.mode = mode
         self.images = images
+        self.split = split
         self.dropped_unknown = 0
 
+    def _sub(self, file_name: str) -> Path:
+        """``""`` without a split, else ``train`` / ``val`` (a name not in it: ``train``)."""
+        if self.split is None:
+            return Path()
+        return Path(self.split.get(file_name, "train"))
+
     def label_path(self, file_name: str) -> Path:
-        """``out_dir/labels/<file_name with .txt>``."""
-        return self.out_dir / "labels" / relative_output_path(file_name, ".txt")
+        """``out_dir/labels[/train|/val]/<file_name with .txt>``."""
+        rel = relative_output_path(file_name, ".txt")
+        return self.out_dir / "labels" / self._sub(file_name) / rel
+
+    def image_path(self, file_name: str) -> Path:
+        """``out_dir/images[/train|/val]/<file_name>``: where :meth:`add` places the image."""
+        rel = relative_output_path(file_name, Path(file_name).suffix)
+        return self.out_dir / "images" / self._sub(file_name) / rel
 
     def __contains__(self, file_name: object) -> bool:
-        return isinstance(file_name, str) and self.label_path(file_name).exists()
+        if not isinstance(file_name, str) or not self.label_path(file_name).exists():
+            return False
+        img = self.image_path(file_name)
+        return self.images == "none" or img.exists() or img.is_symlink()
 
     def add(
         self,
@@ -256,9 +291,9 @@ class YoloWriter:
     ) -> Path:
         """Write the label file of one image (empty for an image without detections).
 
-        ``image_path`` is the image on disk, placed under ``out_dir/images/`` when the writer
-        was made with ``images="copy"`` or ``"symlink"``. ``output_name`` (default
-        ``file_name``) names the files written (``labels/<output_name with .txt>``), e.g. a
+        ``image_path`` is the image on disk, placed under ``out_dir/images/`` unless the writer
+        was made with ``images="none"``. ``output_name`` (default ``file_name``) names the
+        files written (``labels/<output_name with .txt>``, ``images/<output_name>``), e.g. a
         name made safe by :func:`grounded_sam.autolabel.names.output_names`. Returns the
         label file's path.
         """
@@ -270,37 +305,59 @@ class YoloWriter:
             )
         lines = yolo_lines(detections, mode=self.mode)
         self.dropped_unknown += int((detections.class_id < 0).sum())
-        if self.images is not None:
+        if self.images != "none":
             if image_path is None:
-                raise ValueError(f"images={self.images!r} needs image_path for {file_name!r}")
+                raise ValueError(
+                    f"images={self.images!r} needs image_path for {file_name!r} (or make the "
+                    f"writer with images='none' and place the images yourself)"
+                )
             self._place_image(name, Path(image_path))
         path = self.label_path(name)
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return path
 
     def _place_image(self, file_name: str, src: Path) -> None:
-        rel = relative_output_path(file_name, Path(file_name).suffix)
-        dst = self.out_dir / "images" / rel
+        dst = self.image_path(file_name)
         dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() and self.images == "link" and dst.resolve() == src.resolve():
+            return
         if dst.exists() or dst.is_symlink():
             dst.unlink()
-        if self.images == "symlink":
-            os.symlink(src.resolve(), dst)
+        if self.images == "link":
+            try:
+                os.symlink(src.resolve(), dst)
+                return
+            except OSError:  # e.g. Windows without the right to make links: copy instead
+                pass
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+    def data_yaml(self) -> dict:
+        """The content of ``data.yaml``: ``path``, ``train``, ``val``, ``nc``, ``names``."""
+        if self.split is None:
+            train = val = "images"
         else:
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            train = "images/train"
+            # no validation image (a one-image dataset): validate on the training images
+            val = "images/val" if "val" in self.split.values() else "images/train"
+        return {
+            "path": str(self.out_dir.resolve()),
+            "train": train,
+            "val": val,
+            "nc": len(self.classes),
+            "names": dict(enumerate(self.classes)),
+        }
 
     def write_data_yaml(self) -> Path:
-        """Write ``out_dir/data.yaml`` (``path``, ``train``/``val`` = ``images``, ``nc``, ``names``)."""
-        q = json.dumps  # a JSON string is a valid YAML double-quoted scalar
-        lines = [
-            "# YOLO segmentation dataset written by grounded-sam",
-            f"path: {q(str(self.out_dir.resolve()))}",
-            "train: images",
-            "val: images",
-            f"nc: {len(self.classes)}",
-            "names:",
-            *(f"  {i}: {q(name, ensure_ascii=False)}" for i, name in enumerate(self.classes)),
-        ]
-        return atomic_write_text(self.out_dir / "data.yaml", "\n".join(lines) + "\n")
+        """Write ``out_dir/data.yaml`` (:meth:`data_yaml`, with ``yaml.safe_dump``)."""
+        import yaml
+
+        head = (
+            "# YOLO segmentation dataset written by grounded-sam; train with\n"
+            "#   yolo segment train data=<this file> model=yolov8n-seg.pt\n"
+            "# path: this folder; after moving it, delete the path line (Ultralytics then\n"
+            "# uses the folder of this file) or edit it.\n"
+        )
+        body = yaml.safe_dump(self.data_yaml(), sort_keys=False, allow_unicode=True)
+        return atomic_write_text(self.out_dir / "data.yaml", head + body)
