@@ -278,6 +278,23 @@ class Detections:
         )
 
     # ------------------------------------------------------------------ serialisation
+    def to_supervision(self) -> Any:
+        """These detections as an ``sv.Detections`` (Roboflow supervision, an optional
+        dependency); see :mod:`grounded_sam.interop.supervision` for where each field goes."""
+        from grounded_sam.interop.supervision import to_supervision
+
+        return to_supervision(self)
+
+    @classmethod
+    def from_supervision(
+        cls, sv_detections: Any, image_size: tuple[int, int] | None = None
+    ) -> Detections:
+        """Detections from an ``sv.Detections``
+        (:func:`grounded_sam.interop.supervision.from_supervision`)."""
+        from grounded_sam.interop.supervision import from_supervision
+
+        return from_supervision(sv_detections, image_size)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: ``{"image_size": [H, W], "detections": [...], "fields": {...}}``.
 

@@ -24,6 +24,12 @@ from grounded_sam.autolabel.state import STATE_DIR, read_json, record_path, writ
 
 FORMATS = ("coco", "yolo", "png")
 EXPORT_PATHS = {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
+# Which detections each export holds (the summary's ``exported`` counts them).
+EXPORT_CONTENTS = {
+    "coco": "annotations: detections with a class and a non-empty mask",
+    "yolo": "polygons: detections with a class and a non-empty mask (one label line each)",
+    "png": "instances: every detection, those without a class too (class_id -1 in the sidecar)",
+}
 
 
 @dataclass
@@ -41,6 +47,8 @@ class LabelSummary:
     detections_without_class: int
     review_count: int
     files: dict[str, str]  # format -> path of the export ({} for a shard: merge builds them)
+    # format -> how many detections it holds (EXPORT_CONTENTS says which); {} for a shard
+    exported: dict[str, int] | None = None
     shard: str | None = None  # "K/N" for a shard's own summary
     missing: dict[str, int] | None = None  # a partial merge: "K/N" -> images without result
     run_resumed: int = 0  # images finished by an earlier run and not labelled again
@@ -64,6 +72,7 @@ class LabelSummary:
             "detections_without_class": self.detections_without_class,
             "review_count": self.review_count,
             "files": self.files,
+            "exported": self.exported or {},
         }
 
 
@@ -203,6 +212,7 @@ def build_outputs(
     skipped: list[dict[str, str]] = []
     per_class = dict.fromkeys(classes, 0)
     labelled = without = review = total = 0
+    exported = dict.fromkeys(exports.formats, 0) if shard is None else {}
     bar = tqdm(items, unit="img", desc="exporting", disable=not progress)
     for image_id, item in enumerate(bar, start=1):
         record = read_json(record_path(state, item)) or {}
@@ -221,12 +231,14 @@ def build_outputs(
             else:
                 without += 1
         review += _review_count(dets)
+        _count_exported(exported, dets, len(classes))
         if coco is not None:
             coco.add({"file_name": item.file_name}, dets, image_id=image_id)
         exports.add_image(item.file_name, dets, image_path=item.path, only_missing=True)
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])
+        assert exported["coco"] == coco.num_annotations, "COCO counts disagree"
     if exports.yolo is not None and shard is None:
         exports.yolo.write_data_yaml()
     summary_name, errors_name = output_names(shard)
@@ -243,10 +255,25 @@ def build_outputs(
         detections_without_class=without,
         review_count=review,
         files=exports.files() if shard is None else {},
+        exported=exported,
         shard=None if shard is None else str(shard),
     )
     write_json(out / summary_name, summary.to_dict())
     return summary
+
+
+def _count_exported(exported: dict[str, int], dets: Any, num_classes: int) -> None:
+    """Add the detections of one image that each export in ``exported`` holds."""
+    import numpy as np
+
+    from grounded_sam.masks import mask_area
+
+    if len(dets) == 0:
+        return
+    has_mask = mask_area(dets.masks) > 0 if dets.masks is not None else np.zeros(len(dets), bool)
+    kept = int(((dets.class_id >= 0) & (dets.class_id < num_classes) & has_mask).sum())
+    for fmt in exported:
+        exported[fmt] += len(dets) if fmt == "png" else kept
 
 
 def _review_count(dets: Any) -> int:

@@ -394,5 +394,18 @@ def _print_summary(summary: Any) -> None:
         f"detections: {summary.detections_total} ({per_class}, no class "
         f"{summary.detections_without_class}); {summary.review_count} flagged for review"
     )
+    from grounded_sam.autolabel.outputs import EXPORT_CONTENTS
+
+    exported = summary.exported or {}
     for fmt, path in summary.files.items():
-        print(f"{fmt}: {summary.out_dir}/{path}")
+        count = f" — {exported[fmt]} {EXPORT_CONTENTS[fmt]}" if fmt in exported else ""
+        print(f"{fmt}: {summary.out_dir}/{path}{count}")
+    left_out = [f for f in ("coco", "yolo") if f in summary.files]
+    if summary.detections_without_class and left_out:
+        print(
+            f"note: the {summary.detections_without_class} detections without a class are not in "
+            f"{' or '.join(left_out)} (those need a class); the png export keeps them, and "
+            f"--synonym CLASS=PHRASE maps a phrase to a class"
+        )
+    if "yolo" in summary.files:
+        print(f"train: yolo segment train data={summary.out_dir}/yolo/data.yaml")
