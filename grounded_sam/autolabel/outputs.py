@@ -14,6 +14,7 @@ which runs this same code over every shard's images.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,19 @@ from typing import Any
 from grounded_sam.autolabel.sources import ImageItem
 from grounded_sam.autolabel.state import STATE_DIR, read_json, record_path, write_json
 
-FORMATS = ("coco", "yolo", "png")
-EXPORT_PATHS = {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
+FORMATS = ("coco", "yolo", "png", "labelstudio")
+EXPORT_PATHS = {
+    "coco": "annotations.coco.json",
+    "yolo": "yolo",
+    "png": "masks",
+    "labelstudio": "labelstudio",
+}
 # Which detections each export holds (the summary's ``exported`` counts them).
 EXPORT_CONTENTS = {
     "coco": "annotations: detections with a class and a non-empty mask",
     "yolo": "polygons: detections with a class and a non-empty mask (one label line each)",
     "png": "instances: every detection, those without a class too (class_id -1 in the sidecar)",
+    "labelstudio": "brush regions: detections with a class and a non-empty mask",
 }
 
 
@@ -208,6 +215,12 @@ def build_outputs(
         from grounded_sam.export.coco import CocoWriter
 
         coco = CocoWriter(classes)
+    studio = studio_root = None
+    if "labelstudio" in exports.formats and shard is None:
+        from grounded_sam.export.labelstudio import LabelStudioWriter
+
+        studio = LabelStudioWriter(classes)
+        studio_root = document_root(items)
     state = out / STATE_DIR
     skipped: list[dict[str, str]] = []
     per_class = dict.fromkeys(classes, 0)
@@ -234,11 +247,19 @@ def build_outputs(
         _count_exported(exported, dets, len(classes))
         if coco is not None:
             coco.add({"file_name": item.file_name}, dets, image_id=image_id)
+        if studio is not None:
+            image = Path(os.path.relpath(Path(item.path).absolute(), studio_root)).as_posix()
+            studio.add(item.file_name, dets, image=image)
         exports.add_image(item.file_name, dets, image_path=item.path, only_missing=True)
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])
         assert exported["coco"] == coco.num_annotations, "COCO counts disagree"
+    if studio is not None:
+        studio.write(out / EXPORT_PATHS["labelstudio"])
+        atomic_write_text(
+            out / EXPORT_PATHS["labelstudio"] / "README.txt", labelstudio_help(studio_root)
+        )
     if exports.yolo is not None and shard is None:
         exports.yolo.write_data_yaml()
     summary_name, errors_name = output_names(shard)
@@ -262,6 +283,32 @@ def build_outputs(
     return summary
 
 
+def document_root(items: Sequence[ImageItem]) -> Path:
+    """The folder above the images' dataset root(s): Label Studio's local-files document root,
+    so that a task's ``?d=`` path starts with the image folder's name."""
+    roots = []
+    for item in items:
+        depth = len(Path(item.file_name).parts)
+        roots.append(Path(item.path).absolute().parents[depth - 1].parent)
+    return Path(os.path.commonpath(roots)) if roots else Path.cwd()
+
+
+def labelstudio_help(root: Path) -> str:
+    """How to serve the images of ``tasks.json`` and import it (``labelstudio/README.txt``)."""
+    return (
+        "Label Studio pre-annotations written by grounded-sam (brush RLE masks).\n"
+        "1. Start Label Studio so that it serves the images from local files:\n"
+        f"     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+        f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} label-studio start\n"
+        "2. Create a project; Settings > Labeling Interface > Code: paste config.xml.\n"
+        "3. Settings > Cloud Storage > Add Source Storage > Local files: an absolute path under\n"
+        f"   {root} that holds the images (e.g. the image folder); do not sync it (the tasks\n"
+        "   bring the images).\n"
+        "4. Import tasks.json. Filter the data manager on needs_review, or sort by prediction\n"
+        "   score (the least certain region of each image) to review the doubtful ones first.\n"
+    )
+
+
 def _count_exported(exported: dict[str, int], dets: Any, num_classes: int) -> None:
     """Add the detections of one image that each export in ``exported`` holds."""
     import numpy as np
@@ -273,7 +320,7 @@ def _count_exported(exported: dict[str, int], dets: Any, num_classes: int) -> No
     has_mask = mask_area(dets.masks) > 0 if dets.masks is not None else np.zeros(len(dets), bool)
     kept = int(((dets.class_id >= 0) & (dets.class_id < num_classes) & has_mask).sum())
     for fmt in exported:
-        exported[fmt] += len(dets) if fmt == "png" else kept
+        exported[fmt] += len(dets) if fmt == "png" else kept  # the others need a class
 
 
 def _review_count(dets: Any) -> int:

@@ -32,7 +32,7 @@ DETECTORS = (
     "clip",
 )
 SAM_TYPES = registry.SAM_CHOICES
-FORMATS = ("coco", "yolo", "png")
+FORMATS = ("coco", "yolo", "png", "labelstudio")
 
 
 def detector_arg(text: str) -> str:
@@ -139,7 +139,8 @@ def add_label(commands: Any) -> None:
         type=formats_list,
         default=["coco"],
         metavar="LIST",
-        help="comma-separated: coco (annotations.coco.json), yolo (yolo/), png (masks/); "
+        help="comma-separated: coco (annotations.coco.json), yolo (yolo/), png (masks/), "
+        "labelstudio (labelstudio/: tasks with brush pre-annotations, config.xml); "
         "default: coco",
     )
     out.add_argument(
@@ -400,7 +401,7 @@ def _print_summary(summary: Any) -> None:
     for fmt, path in summary.files.items():
         count = f" — {exported[fmt]} {EXPORT_CONTENTS[fmt]}" if fmt in exported else ""
         print(f"{fmt}: {summary.out_dir}/{path}{count}")
-    left_out = [f for f in ("coco", "yolo") if f in summary.files]
+    left_out = [f for f in ("coco", "yolo", "labelstudio") if f in summary.files]
     if summary.detections_without_class and left_out:
         print(
             f"note: the {summary.detections_without_class} detections without a class are not in "
@@ -409,3 +410,5 @@ def _print_summary(summary: Any) -> None:
         )
     if "yolo" in summary.files:
         print(f"train: yolo segment train data={summary.out_dir}/yolo/data.yaml")
+    if "labelstudio" in summary.files:
+        print(f"review: how to import into Label Studio: {summary.out_dir}/labelstudio/README.txt")
