@@ -136,7 +136,7 @@ def build_demo(
 
     # ------------------------------------------------------------------ page handlers
     def on_text(image, prompt, detector, sam, box_t, text_t, clip_t, progress=tracker):
-        image = need_image(image)
+        name, image = service.upload_name(image), need_image(image)
         dets, classes = service.detect_segment(
             manager,
             image,
@@ -149,11 +149,11 @@ def build_demo(
             progress=progress,
             limits=limits,
         )
-        files = service.export_result(dets, classes, request_dir())
+        files = service.export_result(dets, classes, request_dir(), file_name=name)
         return viz.annotate(image, dets), service.table_rows(dets), [str(p) for p in files]
 
     def on_everything(image, sam, pps, iou, stability, min_area, progress=tracker):
-        image = need_image(image)
+        name, image = service.upload_name(image), need_image(image)
         dets = service.everything(
             manager,
             image,
@@ -165,7 +165,7 @@ def build_demo(
             stability_score_thresh=stability,
             min_mask_region_area=min_area,
         )
-        files = service.export_result(dets, [], request_dir())
+        files = service.export_result(dets, [], request_dir(), file_name=name)
         return (
             viz.annotate(image, dets, labels=False),
             service.table_rows(dets),
@@ -196,7 +196,7 @@ def build_demo(
         return (None if image is None else need_image(image)), state, [], None
 
     def on_click(image, state, mode, sam, evt: gr.SelectData, progress=tracker):
-        image = need_image(image)
+        name, image = service.upload_name(image), need_image(image)
         progress(0.1, desc="Segmenting (SAM loads on first use)")
         x, y = (float(v) for v in evt.index)
         state = state.click(x, y, CLICK_MODES.get(mode, mode))
@@ -213,7 +213,7 @@ def build_demo(
             limits=limits,
         )
         state = state.with_logits(logits)
-        files = service.export_result(dets, ["object"], request_dir())
+        files = service.export_result(dets, ["object"], request_dir(), file_name=name)
         return (
             click_view(image, state, dets),
             state,

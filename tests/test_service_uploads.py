@@ -57,3 +57,41 @@ def test_size_and_pixel_limits(tmp_path):
     path.write_bytes(path.read_bytes() + bytes(1_000_001))
     with pytest.raises(LimitExceeded, match="upload 'big.png' \\(bytes\\) is 1,00"):
         read_upload(path, Limits(max_upload_mb=1))
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/tmp/gradio/3f2a/holiday photo.JPG", "holiday photo.JPG"),
+        ("C:\\Users\\me\\cat.png", "cat.png"),
+        ("/tmp/gradio/x/a:b?.png", "a_b_.png"),
+        (None, "image.png"),
+        ("/tmp/gradio/..", "image.png"),
+    ],
+)
+def test_upload_name_keeps_the_uploaded_file_name(path, name):
+    from grounded_sam.service import upload_name
+
+    assert upload_name(path) == name
+
+
+def test_downloads_are_named_after_the_upload(tmp_path):
+    import json
+    import zipfile
+
+    from grounded_sam.service import export_result, upload_name
+    from grounded_sam.types import Detections
+
+    upload = tmp_path / "gradio" / "abc" / "my dog.jpg"
+    masks = np.zeros((1, 8, 10), bool)
+    masks[0, 2:5, 3:7] = True
+    dets = Detections(
+        xyxy=[[3, 2, 7, 5]], scores=[0.9], phrases=["dog"], class_id=[0], masks=masks,
+        image_size=(8, 10),
+    )  # fmt: skip
+    coco_path, zip_path = export_result(
+        dets, ["dog"], tmp_path / "out", file_name=upload_name(upload)
+    )
+    assert json.loads(coco_path.read_text())["images"][0]["file_name"] == "my dog.jpg"
+    with zipfile.ZipFile(zip_path) as zf:
+        assert sorted(zf.namelist()) == ["masks/my dog.json", "masks/my dog.png"]

@@ -50,7 +50,7 @@ from grounded_sam.service.requests import (
     everything,
     segment_points,
 )
-from grounded_sam.service.uploads import ALLOWED_FORMATS, read_upload
+from grounded_sam.service.uploads import ALLOWED_FORMATS, read_upload, upload_name
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -78,5 +78,6 @@ __all__ = [
     "result_json",
     "segment_points",
     "status_markdown",
+    "upload_name",
     "table_rows",
 ]

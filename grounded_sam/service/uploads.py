@@ -66,6 +66,18 @@ def _refusal(head: bytes) -> str:
     return f"not a {accepted} file (judged from its content, not its name); convert it to PNG"
 
 
+def upload_name(path: str | os.PathLike | None, default: str = "image.png") -> str:
+    """The uploaded file's own name, for the downloads (COCO ``file_name``,
+    ``masks/<name>.png``): the base name of ``path`` (Gradio keeps the uploaded name on its
+    temporary copy), with characters that are unsafe in a file name replaced by ``_``;
+    ``default`` when there is none (no path, or only dots)."""
+    if path is None:
+        return default
+    name = Path(str(path).replace("\\", "/")).name
+    name = "".join("_" if c in '<>:"|?*' or ord(c) < 32 else c for c in name).strip()
+    return default if not name.strip(".") else name
+
+
 def read_upload(path: str | os.PathLike, limits: Limits, *, name: str | None = None) -> np.ndarray:
     """Decode one uploaded file with :func:`grounded_sam.load_image`: RGB uint8 (H, W, 3).
 
