@@ -263,3 +263,8 @@ def test_a_run_killed_part_way_resumes_to_the_same_files(tmp_path):
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_yolo_split_is_refused_with_a_shard(tmp_path):
+    with pytest.raises(ValueError, match="cannot be combined with a shard"):
+        gs.auto_label(None, tmp_path, CLASSES, tmp_path / "out", shard="0/2", yolo_val=0.2)

@@ -62,7 +62,9 @@ def auto_label(
         classes: the class names, in category order (``["cat", "dog"]`` or ``"cat . dog"``).
         out_dir: the output folder (see :mod:`grounded_sam.autolabel` for its layout).
         formats: any of ``"coco"`` (``annotations.coco.json``), ``"yolo"`` (``yolo/``),
-            ``"png"`` (``masks/``); a list or a comma-separated string.
+            ``"png"`` (``masks/``), ``"labelstudio"`` (``labelstudio/``); a list or a
+            comma-separated string. COCO, YOLO and Label Studio hold the detections with a
+            class and a non-empty mask; PNG every detection (``LabelSummary.exported``).
         prompt: the detector prompt (default: the classes joined with ``" . "``).
         resume: skip images whose results an earlier run with the same configuration saved.
             ``False`` labels every image again.
@@ -108,6 +110,12 @@ def auto_label(
             f"overwrite=True (`--overwrite`) cannot be combined with a shard ({shard}): it would "
             f"delete the results of the other shards in the shared folder. Delete {out_dir} (or "
             f"use a new folder) once, before starting the shards."
+        )
+    if shard is not None and (yolo_images != "link" or yolo_val):
+        raise ValueError(
+            "yolo_images/yolo_val (`--yolo-images`, `--yolo-val`) cannot be combined with a "
+            "shard yet: `merge` writes the YOLO export with linked images and no split. Run "
+            "without them, or label in one run"
         )
     out = Path(out_dir).expanduser()
     items = list_images(images, exclude=out, follow_symlinks=follow_symlinks)
