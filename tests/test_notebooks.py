@@ -61,3 +61,22 @@ def test_notebook_executes(kernel, name, min_images):
     assert len(images) >= min_images, f"{name}: the overlays were not displayed"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "Real checkpoints" in text or "TINY RANDOM" in text  # says which models it used
+
+
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "auto_labeling.ipynb"])
+def test_stored_outputs_are_captioned_as_random_weight_outputs(name):
+    """The notebooks are stored with the outputs of the tiny random models (so they show
+    something when opened online), and say so before the first output."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, f"{name} is stored without its outputs"
+    first_output = next(i for i, c in enumerate(nb.cells) if c.get("outputs"))
+    captions = [
+        c.source
+        for c in nb.cells[:first_output]
+        if c.cell_type == "markdown" and "random weights" in c.source
+    ]
+    assert captions, f"{name}: no caption saying the stored outputs come from random weights"
+    stored = "".join(o.get("text", "") for c in code for o in c.outputs)
+    assert "TINY RANDOM" in stored  # the outputs are the tiny models', as the caption says
