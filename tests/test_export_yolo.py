@@ -179,3 +179,19 @@ def test_writer_with_a_split_writes_train_and_val_folders(tmp_path):
     assert (data["train"], data["val"]) == ("images/train", "images/val")
     with pytest.raises(ValueError, match="images must be one of"):
         YoloWriter(tmp_path / "x", CLASSES, images="hardlink")
+
+
+def test_a_speckled_mask_costs_a_bounded_time():
+    """50 % noise at 640x480 (what random weights give): thousands of parts and holes, of
+    which the largest MAX_PARTS / MAX_HOLES are kept; it took 38 s per mask unbounded."""
+    import time
+
+    from grounded_sam.export.yolo import MAX_PARTS
+
+    speckle = np.random.default_rng(0).random((480, 640)) > 0.5
+    started = time.perf_counter()
+    (merged,) = mask_to_polygons(speckle, mode="merge")
+    parts = mask_to_polygons(speckle, mode="split")
+    assert time.perf_counter() - started < 10
+    assert len(parts) == MAX_PARTS
+    assert len(merged) >= max(len(p) for p in parts)

@@ -41,7 +41,8 @@ def add_merge(commands: Any) -> None:
         "--formats",
         type=formats_list,
         metavar="LIST",
-        help="comma-separated: coco, yolo, png (default: the formats the shards were run with)",
+        help="comma-separated: coco, yolo, png, labelstudio (default: the formats the shards "
+        "were run with)",
     )
     p.add_argument(
         "--shards",

@@ -31,6 +31,11 @@ What the format can and cannot express:
   zero-width bridge (a "keyhole"), so ``fillPoly`` leaves them empty: with ``mode="split"``
   this redraws a mask with holes exactly; with ``"merge"`` exactly except the bridge
   pixels between parts. Tools that fill polygons differently may fill a hole's bridge line.
+- **A bounded cost.** A mask with more than ``MAX_PARTS`` (64) separate parts keeps its 64
+  largest in the polygon(s), and a part with more than ``MAX_HOLES`` (64) holes keeps its 64
+  largest holes (the smaller ones are filled). Real masks (smooth blobs) are far below both;
+  speckled masks (random weights) lose their smallest specks, and a 640x480 mask of 50 %
+  noise takes well under a second instead of half a minute. COCO and PNG keep every pixel.
 - No scores, no review flags and no "unknown" class: detections with ``class_id == -1`` are
   left out (counted in ``dropped_unknown``); use the COCO or PNG export to keep them.
 
@@ -53,6 +58,11 @@ _MODES = ("merge", "split")
 IMAGE_MODES = ("link", "copy", "none")
 SUBSETS = ("train", "val")
 _MST_MAX_PARTS = 64
+# The worst case bound: a speckled mask (e.g. random weights) has thousands of one-pixel
+# parts and holes, and bridging them all costs seconds per mask. Beyond these counts only the
+# largest parts (of a mask) and holes (of a part) are kept; see the module docstring.
+MAX_PARTS = 64
+MAX_HOLES = 64
 
 
 def _cv2():
@@ -168,9 +178,15 @@ def mask_to_polygons(mask: np.ndarray, *, mode: str = "merge") -> list[np.ndarra
             continue  # a hole; handled with its parent
         holes, child = [], int(hierarchy[k, 2])
         while child >= 0:
-            holes.append(rings[child])
+            holes.append(child)
             child = int(hierarchy[child, 0])
-        parts.append((cv2.contourArea(contours[k]), k, holes))
+        if len(holes) > MAX_HOLES:  # keep the largest (stable order among equals)
+            holes = sorted(holes, key=lambda c: -cv2.contourArea(contours[c]))[:MAX_HOLES]
+            holes.sort()
+        parts.append((cv2.contourArea(contours[k]), k, [rings[c] for c in holes]))
+    if len(parts) > MAX_PARTS:
+        parts = sorted(parts, key=lambda p: (-p[0], p[1]))[:MAX_PARTS]
+        parts.sort(key=lambda p: p[1])
     polys = [_bridge(rings[k], holes) for _, k, holes in parts]
     if mode == "merge" and len(polys) > 1:
         polys = [_join_parts(polys, [a for a, _, _ in parts])]
