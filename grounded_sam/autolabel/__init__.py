@@ -8,10 +8,14 @@ Layout of ``out_dir``::
     .state/shards/shard-K-of-N.json   the images of each shard (an unsharded run: 0 of 1)
     annotations.coco.json, …     the exports, rebuilt from the per-image files at the end
     masks/, yolo/labels/         per-image files, named by :mod:`~.names` (safe, unique)
+    yolo/images/, yolo/data.yaml the images (linked or copied) and the dataset file: Ultralytics
+                                 trains on ``yolo/`` as written
+    labelstudio/                 tasks.json (pre-annotations), config.xml, README.txt
     errors.jsonl                 images that failed (unreadable, refused by a model, an export
                                  error, a symlink out of the input folder), one
                                  {"file_name", "path", "reason"}
-    summary.json                 images done and skipped, detections per class, review count
+    summary.json                 images done and skipped, detections per class, review count,
+                                 how many detections each export holds (``exported``)
     summary.shard-K-of-N.json, errors.shard-K-of-N.jsonl    a shard's own (shards only)
 
 The exports are built from the per-image files in sorted file-name order, with ids taken from
