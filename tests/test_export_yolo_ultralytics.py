@@ -22,10 +22,32 @@ CLASSES = ["cat", "dog"]
 
 @pytest.fixture(scope="module")
 def ultralytics(tmp_path_factory):
-    """The ``ultralytics`` module, set up offline with its settings in a temporary folder."""
+    """The ``ultralytics`` module, set up offline with its settings in a temporary folder.
+
+    Importing it changes the process: it replaces ``PIL.Image.open`` (a HEIF plugin that it
+    would pip-install on the first unknown file), sets OpenCV's threads to 0 and, when
+    training on the CPU, PyTorch's. All of that is put back afterwards, so the tests that run
+    later in this process see the libraries as they were.
+    """
+    import cv2
+    import PIL.Image
+    import torch
+
+    saved_env = {k: os.environ.get(k) for k in ("YOLO_OFFLINE", "YOLO_CONFIG_DIR")}
+    saved = (PIL.Image.open, cv2.getNumThreads(), torch.get_num_threads())
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_CONFIG_DIR"] = str(tmp_path_factory.mktemp("ultralytics-settings"))
-    return pytest.importorskip("ultralytics")
+    try:
+        yield pytest.importorskip("ultralytics")
+    finally:
+        PIL.Image.open = saved[0]
+        cv2.setNumThreads(saved[1])
+        torch.set_num_threads(saved[2])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +63,13 @@ def dataset(tmp_path_factory):
     for i in range(6):
         pixels = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"img{i}.{'jpg' if i % 2 else 'png'}")
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     pipe = gs.Pipeline.tiny_random(CLASSES, top_k=3)
     summary = gs.auto_label(
         pipe, images, CLASSES, root / "out", formats="yolo", progress=False, yolo_val=0.34
     )
+    torch.set_num_threads(before)
     return root / "out" / "yolo", summary
 
 
