@@ -117,6 +117,14 @@ def test_text_prompt_run_in_the_browser(app_server, browser):
     assert len(files) == 2  # one download link per file
     names = browser.find_element(By.ID, "result-files").text.replace("\n", "")
     assert "annotations.coco.json" in names and "masks.zip" in names
+    # the download names the uploaded file, not "image.png" (fetched from the local server)
+    import json
+    import urllib.request
+
+    (coco_link,) = [a for a in files if "annotations.coco.json" in (a.get_attribute("href") or "")]
+    with urllib.request.urlopen(coco_link.get_attribute("href"), timeout=30) as response:
+        coco = json.loads(response.read())
+    assert coco["images"][0]["file_name"] == EXAMPLE.name
 
     browser.execute_script("window.scrollTo(0, 0)")
     path = _screenshot(browser, "app.png")
