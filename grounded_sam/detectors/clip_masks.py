@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grounded_sam.detectors.phrases import normalize_classes
+from grounded_sam.classes import parse_classes
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
 from grounded_sam.types import Detections
@@ -194,9 +194,8 @@ class ClipMaskDetector:
 
         Args:
             image: anything :func:`grounded_sam.load_image` accepts.
-            prompt: ``"cat . dog"`` or ``["cat", "dog"]`` (normalised as Grounding DINO
-                prompts are; ``class_id`` indexes this list, a repeated class gets the id of
-                its first occurrence).
+            prompt: ``"cat . dog"`` or ``["cat", "dog"]``; ``class_id`` indexes
+                :func:`grounded_sam.classes.parse_classes` of it (lower case, each once).
             amg_options: override the constructor's ``amg_options`` for this call.
 
         Returns:
@@ -210,12 +209,8 @@ class ClipMaskDetector:
 
         from grounded_sam.image import load_image
 
-        classes = normalize_classes(prompt)
-        first: dict[str, int] = {}
-        for i, name in enumerate(classes):
-            first.setdefault(name, i)
-        names = list(first)  # unique classes, first-occurrence order
-        name_ids = np.array([first[n] for n in names], dtype=np.int64)
+        names = parse_classes(prompt)
+        name_ids = np.arange(len(names), dtype=np.int64)
 
         rgb = load_image(image)
         h, w = rgb.shape[:2]

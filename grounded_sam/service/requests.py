@@ -87,7 +87,7 @@ def detect_segment(
     progress(0.6, desc=f"Segmenting {len(boxes)} boxes")
     masks = pipe.segment(image, boxes)
     progress(0.9, desc="Labelling")
-    return pipe.label(masks, classes), classes
+    return pipe.label(masks, classes, prompt=prompt), classes
 
 
 def segment_points(
