@@ -251,9 +251,9 @@ class Pipeline:
             ``scores`` float32 (N,), ``phrases``; no masks yet. With ``top_k`` only the
             ``top_k`` best, highest score first.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        image = load_image(image)
+        image = as_rgb(image)
         detections = self.detector.detect(image, prompt)
         if self.top_k is not None and len(detections) > self.top_k:
             order = np.argsort(-detections.scores, kind="stable")[: self.top_k]
@@ -272,12 +272,12 @@ class Pipeline:
             ``mask_scores`` float32 (N,); those under ``min_mask_area`` pixels are dropped and,
             with ``refine_boxes_from_masks``, boxes are the tight boxes of the masks.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
         from grounded_sam.masks import mask_area, masks_to_xyxy
         from grounded_sam.validation import check_detections
 
         check_detections("detections", detections)
-        image = load_image(image)
+        image = as_rgb(image)
         if detections.image_size != tuple(image.shape[:2]):
             raise ValueError(
                 f"the detections belong to an image of (H, W) = {detections.image_size}, "
@@ -350,9 +350,9 @@ class Pipeline:
             ``Detections`` with boxes (float32 (N, 4) pixels), masks (bool (N, H, W)),
             mask scores and class ids (int64 (N,), -1 for none).
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        image = load_image(image)
+        image = as_rgb(image)
         detections = self.detect(image, prompt)
         detections = self.segment(image, detections)
         return self.label(detections, classes, prompt=prompt)

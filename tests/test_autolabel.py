@@ -95,6 +95,26 @@ def test_a_bad_image_is_listed_and_the_others_are_labelled(pipe, tmp_path):
     assert summary.files == {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
 
 
+def test_each_image_is_decoded_once(pipe, tmp_path, monkeypatch):
+    import grounded_sam.image
+
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    real, calls = grounded_sam.image.load_image, []
+
+    def counting(src, *args, **kwargs):  # the real decoder still runs
+        calls.append(Path(src).name if isinstance(src, str | os.PathLike) else type(src).__name__)
+        return real(src, *args, **kwargs)
+
+    monkeypatch.setattr(grounded_sam.image, "load_image", counting)
+    summary = gs.auto_label(pipe, images, CLASSES, tmp_path / "out", progress=False)
+    assert summary.images_labelled == 3
+    assert sorted(calls) == ["0.png", "1.png", "2.png"]
+
+
 def test_a_second_run_resumes_and_writes_the_same_files(pipe, tmp_path):
     images = make_folder(tmp_path / "images", n=2)
     out = tmp_path / "out"

@@ -143,6 +143,37 @@ def test_steps_one_by_one_equal_call(detector, tmp_path):
     assert json.dumps(stepped.to_dict()) == json.dumps(whole.to_dict())
 
 
+def count_decodes(monkeypatch) -> list[int]:
+    """Count calls of ``grounded_sam.image.load_image``; each still runs the real function."""
+    import grounded_sam.image
+
+    real = grounded_sam.image.load_image
+    calls = [0]
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grounded_sam.image, "load_image", counting)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["grounding-dino", "clip"])
+def test_call_decodes_the_image_once(kind, tmp_path, monkeypatch, torch_threads):
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.fromarray(random_image(7)).save(path)
+    pipe = Pipeline.tiny_random(CLASSES, kind, top_k=3)
+    decodes = count_decodes(monkeypatch)
+    out = pipe(path, PROMPT)
+    assert decodes[0] == 1
+    assert out.masks.shape[1:] == (48, 64)
+    # an array that already is RGB uint8 (H, W, 3) is used as it is: nothing to decode
+    pipe(random_image(8), PROMPT)
+    assert decodes[0] == 1
+
+
 def test_label_needs_classes(detector):
     pipe = Pipeline(detector, make_segmenter())
     with pytest.raises(gs.PromptError, match="classes"):

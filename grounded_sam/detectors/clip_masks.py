@@ -207,12 +207,12 @@ class ClipMaskDetector:
         """
         import torch
 
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
         names = parse_classes(prompt)
         name_ids = np.arange(len(names), dtype=np.int64)
 
-        rgb = load_image(image)
+        rgb = as_rgb(image)
         h, w = rgb.shape[:2]
         proposals = self.segmenter.generate(rgb, **{**self.amg_options, **amg_options})
         if proposals.masks is None:

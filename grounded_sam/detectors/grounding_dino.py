@@ -362,9 +362,9 @@ class GroundingDinoDetector:
         boxes then refer to that frame, which :meth:`postprocess` derives from (H, W).
         """
         from grounded_sam.detectors.dino_input import pad_for_detector
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        rgb = load_image(image)
+        rgb = as_rgb(image)
         framed = pad_for_detector(rgb, self.processor.image_processor)
         # channels_last: a 3-pixel-tall image would otherwise be guessed channels-first
         inputs = self.processor.image_processor(

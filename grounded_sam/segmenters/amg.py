@@ -304,7 +304,7 @@ def generate_masks(
     from segment_anything.utils.amg import build_all_layer_point_grids, generate_crop_boxes
     from torchvision.ops import batched_nms, box_area
 
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
     from grounded_sam.segmenters.amg_options import check_amg_options
 
     opts = check_amg_options(
@@ -350,7 +350,7 @@ def generate_masks(
                 "min_mask_region_area > 0 needs OpenCV: pip install opencv-python-headless"
             ) from exc
 
-    image = load_image(image)
+    image = as_rgb(image)
     h, w = image.shape[:2]
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), crop_n_layers, crop_overlap_ratio)
 

@@ -195,9 +195,9 @@ class SamSegmenter:
         The image is resized with ``ResizeLongestSide`` and normalised and padded with
         ``Sam.preprocess``, exactly as ``SamPredictor.set_image`` does.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        return self._embed_array(load_image(image))
+        return self._embed_array(as_rgb(image))
 
     def _embed_array(self, img: np.ndarray) -> ImageEmbedding:
         """:meth:`embed` for an image already loaded by ``load_image`` (RGB uint8 (H, W, 3))."""
