@@ -317,8 +317,12 @@ class Detections:
         return {"image_size": list(self.image_size), "detections": dets, "fields": fields}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Detections:
-        """Inverse of :meth:`to_dict` (also reads dicts written without ``fields``)."""
+    def from_dict(cls, d: dict[str, Any], *, masks: bool = True) -> Detections:
+        """Inverse of :meth:`to_dict` (also reads dicts written without ``fields``).
+
+        ``masks=False`` leaves ``masks`` None and decodes nothing (the RLEs stay in ``d``, e.g.
+        for a COCO writer that takes them as they are).
+        """
         size = tuple(int(v) for v in d["image_size"])
         items = d["detections"]
         n = len(items)
@@ -351,8 +355,8 @@ class Detections:
             class_id=np.array([it["class_id"] for it in items], dtype=np.int64),
             masks=(
                 np.stack([rle_to_mask(it["mask"]) for it in items])
-                if has_masks and items
-                else (np.zeros((0, h, w), bool) if has_masks else None)
+                if masks and has_masks and items
+                else (np.zeros((0, h, w), bool) if masks and has_masks else None)
             ),
             mask_scores=(
                 np.array([it["mask_score"] for it in items], np.float32) if has_ms else None

@@ -115,6 +115,36 @@ def test_each_image_is_decoded_once(pipe, tmp_path, monkeypatch):
     assert sorted(calls) == ["0.png", "1.png", "2.png"]
 
 
+def test_coco_only_decodes_no_mask(pipe, tmp_path, monkeypatch):
+    import grounded_sam.export.coco
+    import grounded_sam.masks
+    import grounded_sam.types
+
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    real, decodes = grounded_sam.masks.rle_to_mask, []
+
+    def counting(rle):  # the real decoder still runs
+        decodes.append(rle["size"])
+        return real(rle)
+
+    for module in (grounded_sam.masks, grounded_sam.types, grounded_sam.export.coco):
+        monkeypatch.setattr(module, "rle_to_mask", counting)
+    out = tmp_path / "out"
+    summary = gs.auto_label(pipe, images, CLASSES, out, formats="coco", progress=False)
+    assert summary.images_labelled == 2 and summary.detections_total > 0
+    assert decodes == []
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    for ann in coco["annotations"]:  # area and box read from the RLE agree with its pixels
+        mask = real(ann["segmentation"])
+        ys, xs = np.nonzero(mask)
+        assert ann["area"] == mask.sum()
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+
+
 def test_a_second_run_resumes_and_writes_the_same_files(pipe, tmp_path):
     images = make_folder(tmp_path / "images", n=2)
     out = tmp_path / "out"
