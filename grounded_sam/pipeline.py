@@ -256,8 +256,7 @@ class Pipeline:
         image = as_rgb(image)
         detections = self.detector.detect(image, prompt)
         if self.top_k is not None and len(detections) > self.top_k:
-            order = np.argsort(-detections.scores, kind="stable")[: self.top_k]
-            detections = detections[order]
+            detections = detections.top_k(self.top_k)
         return detections
 
     def segment(self, image: ImageLike, detections: Detections) -> Detections:

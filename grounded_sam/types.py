@@ -220,6 +220,25 @@ class Detections:
         fields.update(changes)
         return Detections(**fields)
 
+    # ------------------------------------------------------------------ selection
+    def top_k(self, k: int | None) -> Detections:
+        """The ``k`` highest-scoring detections, best first (equal scores keep their order);
+        all of them, best first, when ``k`` is None."""
+        order = np.argsort(-self.scores, kind="stable")
+        return self[order if k is None else order[: int(k)]]
+
+    def with_nms(self, iou_threshold: float, *, class_agnostic: bool = False) -> Detections:
+        """Non-maximum suppression on ``xyxy`` (torchvision's kernel, ties broken as in SAM).
+
+        A box suppresses the lower-scored boxes of its own ``class_id`` (of any class with
+        ``class_agnostic``) that overlap it by an IoU above ``iou_threshold`` (in [0, 1]).
+        Returns the kept detections, best score first.
+        """
+        from grounded_sam.geometry import nms
+
+        groups = None if class_agnostic else self.class_id
+        return self[nms(self.xyxy, self.scores, iou_threshold, groups)]
+
     # ------------------------------------------------------------------ container protocol
     def __len__(self) -> int:
         return len(self.xyxy)

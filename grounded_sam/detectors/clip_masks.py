@@ -24,16 +24,16 @@ that the pipeline segments the boxes again with SAM's decoder (the design's flow
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from grounded_sam.classes import parse_classes
+from grounded_sam.geometry import nms
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
+from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.types import Detections
 from grounded_sam.validation import check_int, check_unit
 
@@ -50,8 +50,6 @@ DEFAULT_BACKGROUND_PROMPTS: tuple[str, ...] = ("background", "a photo of nothing
 # open_clip's OPENAI_DATASET_MEAN, the fill colour when the preprocess transform shows none.
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _TEXT_CACHE_SIZE = 4096
-# The checkpoint lookup's former name here, still importable from this module.
-_resolve_checkpoint = clip_loading.find_clip_checkpoint
 
 
 class ClipMaskDetector:
@@ -137,8 +135,8 @@ class ClipMaskDetector:
         self.logit_scale = logit_scale
         # Names the model in repr and in Pipeline.config (stable across runs: no object id).
         self.model_id = model_id or type(clip_model).__name__
-        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
+        # text embedding of each (kind, model, templates..., name), as repr(key)
+        self._text_cache: LRUCache[torch.Tensor] = LRUCache(_TEXT_CACHE_SIZE)
 
     def __repr__(self) -> str:
         return (
@@ -244,14 +242,7 @@ class ClipMaskDetector:
         score, label = score[idx], best[idx]
         order = np.argsort(-score, kind="stable")
         if self.nms_threshold is not None and len(order) > 1:
-            from torchvision.ops import batched_nms
-
-            kept = batched_nms(
-                torch.from_numpy(masks_to_xyxy(masks[idx])),
-                torch.from_numpy(score.astype(np.float32)),
-                torch.from_numpy(label.astype(np.int64)),
-                float(self.nms_threshold),
-            ).numpy()
+            kept = nms(masks_to_xyxy(masks[idx]), score, float(self.nms_threshold), label)
             order = kept[np.argsort(-score[kept], kind="stable")]
         if self.top_k is not None:
             order = order[: self.top_k]
@@ -345,8 +336,8 @@ class ClipMaskDetector:
 
         keys = [("class", self.model_id, *self.templates, n) for n in names]
         keys += [("background", self.model_id, p) for p in self.background_prompts]
-        with self._lock:
-            missing = [k for k in keys if k not in self._text_cache]
+        found = {k: self._text_cache.get(repr(k)) for k in keys}
+        missing = [k for k, v in found.items() if v is None]
         if missing:
             texts: list[str] = []
             spans: list[tuple[int, int]] = []
@@ -359,15 +350,10 @@ class ClipMaskDetector:
             device, _ = self._model_place()
             tokens = torch.as_tensor(self.tokenizer(texts)).to(device)
             emb = _normalise(self.clip_model.encode_text(tokens).float())
-            with self._lock:
-                for key, (a, b) in zip(missing, spans, strict=True):
-                    self._text_cache[key] = _normalise(emb[a:b].mean(dim=0, keepdim=True))[0]
-                while len(self._text_cache) > _TEXT_CACHE_SIZE:
-                    self._text_cache.popitem(last=False)
-        with self._lock:
-            for k in keys:
-                self._text_cache.move_to_end(k)
-            return torch.stack([self._text_cache[k] for k in keys])
+            for key, (a, b) in zip(missing, spans, strict=True):
+                found[key] = _normalise(emb[a:b].mean(dim=0, keepdim=True))[0]
+                self._text_cache.put(repr(key), found[key])
+        return torch.stack([found[k] for k in keys])
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
