@@ -104,22 +104,14 @@ class Pipeline:
             detector_options / segmenter_options: keyword arguments of the detector /
                 ``SamSegmenter`` (e.g. ``box_threshold``, ``cache_size``, ``dtype``); a
                 ``fast`` given there wins over the ``fast`` argument.
-            fast: the optimised inference paths. SAM's image encoder runs through
-                ``grounded_sam.segmenters.fast_sam`` and its mask decoder through
-                ``grounded_sam.segmenters.fast_decoder`` (all prompts of an image decoded
-                together, one resampling to the original size); Grounding DINO runs through
-                ``grounded_sam.detectors.fast_grounding_dino`` (deformable attention without
-                ``grid_sample``; box heads and logits in float32). Compute is bfloat16 on
-                CPUs with AMX or AVX512-BF16, float32 on other CPUs; on GPUs only SAM's image
-                encoder changes (bfloat16, or float16 where bf16 is missing), since the fast
-                decoder and Grounding DINO measured slower there (``SamSegmenter`` and
-                ``optimize_grounding_dino`` say how much). An explicit
-                ``segmenter_options={"dtype": ...}`` or ``detector_options={"fast_dtype": ...}``
-                overrides that, and
+            fast: the optimised inference paths (``fast_sam``, ``fast_decoder``,
+                ``fast_grounding_dino``): bfloat16 on CPUs with AMX or AVX512-BF16, float32
+                on other CPUs, only SAM's image encoder on GPUs (README "Speed";
+                benchmarks/README.md). ``segmenter_options={"dtype": ...}`` /
+                ``detector_options={"fast_dtype": ...}`` override the dtype,
                 ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. The models are optimised in
-                place on their first call. Boxes and masks are close to the exact path's,
-                not equal (masks differ along edges, scores by bfloat16 rounding), so the
-                default (``False``) stays the exact path: the original models' arithmetic.
+                place on their first call. Close to the exact path, not equal, so the
+                default (``False``) is the original models' arithmetic.
             **options: the :class:`Pipeline` options.
 
         Raises:
