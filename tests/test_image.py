@@ -762,3 +762,12 @@ def test_as_rgb_passes_a_decoded_image_on_and_loads_anything_else(tmp_path):
     assert np.array_equal(as_rgb(path), rgb)
     with pytest.raises(ImageError):
         as_rgb(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_as_rgb_checks_the_size_of_an_array_it_passes_on():
+    from grounded_sam.image import as_rgb
+
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    assert as_rgb(rgb, max_pixels=100) is rgb
+    with pytest.raises(ImageError, match="more than the limit of 99"):
+        as_rgb(rgb, max_pixels=99)
