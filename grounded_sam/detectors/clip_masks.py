@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grounded_sam.classes import parse_classes
-from grounded_sam.geometry import nms
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
 from grounded_sam.segmenters.embedding_cache import LRUCache
@@ -208,7 +207,6 @@ class ClipMaskDetector:
         from grounded_sam.image import as_rgb
 
         names = parse_classes(prompt)
-        name_ids = np.arange(len(names), dtype=np.int64)
 
         rgb = as_rgb(image)
         h, w = rgb.shape[:2]
@@ -225,9 +223,7 @@ class ClipMaskDetector:
             )
         nonempty = np.flatnonzero(proposals.masks.any(axis=(1, 2)))
         if len(nonempty) == 0:
-            return self._result(
-                proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names, name_ids
-            )
+            return self._result(proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names)
         masks = proposals.masks[nonempty]
 
         with torch.inference_mode():
@@ -239,15 +235,10 @@ class ClipMaskDetector:
         best = probs.argmax(axis=1)
         score = probs[np.arange(len(probs)), best]
         idx = np.flatnonzero((best < len(names)) & (score >= self.score_threshold))
-        score, label = score[idx], best[idx]
-        order = np.argsort(-score, kind="stable")
-        if self.nms_threshold is not None and len(order) > 1:
-            kept = nms(masks_to_xyxy(masks[idx]), score, float(self.nms_threshold), label)
-            order = kept[np.argsort(-score[kept], kind="stable")]
-        if self.top_k is not None:
-            order = order[: self.top_k]
-        rows = nonempty[idx[order]]
-        return self._result(proposals, rows, score[order], label[order], names, name_ids)
+        dets = self._result(proposals, nonempty[idx], score[idx], best[idx], names)
+        if self.nms_threshold is not None:  # per class, on the boxes of the masks
+            dets = dets.with_nms(float(self.nms_threshold))
+        return dets.top_k(self.top_k)
 
     def _result(
         self,
@@ -256,15 +247,14 @@ class ClipMaskDetector:
         scores: np.ndarray,
         labels: np.ndarray,
         names: list[str],
-        name_ids: np.ndarray,
     ) -> Detections:
-        """Detections for the proposals ``rows`` labelled ``labels`` (indices into ``names``)."""
+        """Detections for the proposals ``rows`` of classes ``labels`` (indices into ``names``)."""
         chosen = proposals[rows.astype(np.int64)]
         return Detections(
             xyxy=masks_to_xyxy(chosen.masks),
             scores=scores.astype(np.float32),
             phrases=[names[c] for c in labels],
-            class_id=name_ids[labels.astype(np.int64)],
+            class_id=labels.astype(np.int64),
             masks=chosen.masks if self.keep_proposal_masks else None,
             mask_scores=chosen.scores if self.keep_proposal_masks else None,
             image_size=chosen.image_size,
