@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,24 +96,37 @@ def test_a_bad_image_is_listed_and_the_others_are_labelled(pipe, tmp_path):
     assert summary.files == {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
 
 
+def plain_pngs(root: Path, n: int, seed: int) -> Path:
+    """``n`` random 32x40 RGB images ``0.png`` … in ``root``."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def record_calls(monkeypatch, name: str, *modules) -> tuple[Any, list]:
+    """Record the first argument of each call of ``name`` (patched in every module given, the
+    first one defining it); the real function still runs. Returns ``(real, calls)``."""
+    real, calls = getattr(modules[0], name), []
+
+    def recording(first, *args, **kwargs):
+        calls.append(first)
+        return real(first, *args, **kwargs)
+
+    for module in modules:
+        monkeypatch.setattr(module, name, recording)
+    return real, calls
+
+
 def test_each_image_is_decoded_once(pipe, tmp_path, monkeypatch):
     import grounded_sam.image
 
-    images = tmp_path / "in"
-    images.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    real, calls = grounded_sam.image.load_image, []
-
-    def counting(src, *args, **kwargs):  # the real decoder still runs
-        calls.append(Path(src).name if isinstance(src, str | os.PathLike) else type(src).__name__)
-        return real(src, *args, **kwargs)
-
-    monkeypatch.setattr(grounded_sam.image, "load_image", counting)
+    images = plain_pngs(tmp_path / "in", 3, seed=1)
+    _, calls = record_calls(monkeypatch, "load_image", grounded_sam.image)
     summary = gs.auto_label(pipe, images, CLASSES, tmp_path / "out", progress=False)
     assert summary.images_labelled == 3
-    assert sorted(calls) == ["0.png", "1.png", "2.png"]
+    assert sorted(Path(src).name for src in calls) == ["0.png", "1.png", "2.png"]
 
 
 def test_coco_only_decodes_no_mask(pipe, tmp_path, monkeypatch):
@@ -120,19 +134,9 @@ def test_coco_only_decodes_no_mask(pipe, tmp_path, monkeypatch):
     import grounded_sam.masks
     import grounded_sam.types
 
-    images = tmp_path / "in"
-    images.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    real, decodes = grounded_sam.masks.rle_to_mask, []
-
-    def counting(rle):  # the real decoder still runs
-        decodes.append(rle["size"])
-        return real(rle)
-
-    for module in (grounded_sam.masks, grounded_sam.types, grounded_sam.export.coco):
-        monkeypatch.setattr(module, "rle_to_mask", counting)
+    images = plain_pngs(tmp_path / "in", 2, seed=2)
+    modules = (grounded_sam.masks, grounded_sam.types, grounded_sam.export.coco)
+    real, decodes = record_calls(monkeypatch, "rle_to_mask", *modules)
     out = tmp_path / "out"
     summary = gs.auto_label(pipe, images, CLASSES, out, formats="coco", progress=False)
     assert summary.images_labelled == 2 and summary.detections_total > 0
