@@ -128,6 +128,11 @@ class Exports:
         for path in paths:
             path.unlink(missing_ok=True)
 
+    def missing(self, file_name: str) -> bool:
+        """Whether a per-image file (YOLO, PNG) of ``file_name`` is still to be written."""
+        name = self.output_name(file_name)
+        return any(w is not None and name not in w for w in (self.yolo, self.png))
+
     def add_image(self, file_name: str, detections: Any, *, only_missing: bool = False) -> None:
         name = self.output_name(file_name)
         for writer in (self.yolo, self.png):
@@ -156,7 +161,8 @@ def build_outputs(
     progress: bool = False,
 ) -> LabelSummary:
     """Build the COCO file, errors.jsonl and summary.json from the per-image state files, one
-    image at a time (masks are held as RLE only), in the order of ``items``.
+    image at a time, in the order of ``items``. Masks stay the RLE of the state file (COCO
+    takes it as it is); they are decoded only for a YOLO or PNG file still to be written.
 
     Args:
         config: the configuration fingerprint; a record made with another one counts as not
@@ -188,7 +194,10 @@ def build_outputs(
             reason = record.get("reason", "not labelled")
             skipped.append({"file_name": item.file_name, "path": str(item.path), "reason": reason})
             continue
-        dets = Detections.from_dict(record["detections"])
+        pixels = exports.missing(item.file_name)
+        dets = Detections.from_dict(record["detections"], masks=pixels)
+        entries = record["detections"]["detections"]
+        rles = [it["mask"] for it in entries] if all("mask" in it for it in entries) else None
         labelled += 1
         total += len(dets)
         for cid in dets.class_id.tolist():
@@ -198,8 +207,9 @@ def build_outputs(
                 without += 1
         review += _review_count(dets)
         if coco is not None:
-            coco.add({"file_name": item.file_name}, dets, image_id=image_id)
-        exports.add_image(item.file_name, dets, only_missing=True)
+            coco.add({"file_name": item.file_name}, dets, image_id=image_id, rles=rles)
+        if pixels:
+            exports.add_image(item.file_name, dets, only_missing=True)
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])
