@@ -128,6 +128,32 @@ def load_image(src: ImageSource, *, max_pixels: int | None = None) -> np.ndarray
     )
 
 
+def as_rgb(image: ImageSource, *, max_pixels: int | None = None) -> np.ndarray:
+    """``image`` as RGB uint8 (H, W, 3): decoded once, then passed on without copies.
+
+    An array that already is RGB uint8 (H, W, 3), C-contiguous and not empty (what
+    :func:`load_image` returns) is returned as it is: not copied, not converted; only its size
+    is checked against ``max_pixels``, as :func:`load_image` would. The project's steps only
+    read images, so an array one step decoded is shared by the next ones. Anything else goes
+    through :func:`load_image`. Entry points that take user input (``Pipeline.__call__``,
+    the CLI, the web service) call this or :func:`load_image` once; the components they call
+    then decode nothing.
+
+    Raises:
+        ImageError: as :func:`load_image`.
+    """
+    if (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+        and image.flags.c_contiguous
+    ):
+        _check_size(image.shape[1], image.shape[0], "<ndarray>", _resolve_max_pixels(max_pixels))
+        return image
+    return load_image(image, max_pixels=max_pixels)
+
+
 def image_content_key(image: np.ndarray) -> str:
     """A hex SHA-1 of an array's dtype, shape and bytes: equal keys mean equal images.
 

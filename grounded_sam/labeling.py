@@ -1,12 +1,16 @@
-"""The label step: detector phrases -> the user's classes, plus accept / needs-review triage.
+"""The label step: detections -> the user's classes, plus accept / needs-review triage.
 
-A detector's phrase is text, not a class: Grounding DINO may return ``"traffic"`` for the
-class ``"traffic light"``, ``"black cats"`` for ``"cat"``, or an ambiguous ``"cat dog"``.
-:func:`label` maps every phrase onto the class list the user wants in the dataset and flags
-the detections a person should look at — the SAM paper's semi-automatic stage, where
-annotators only review what the model was unsure of.
+A detector's ``class_id`` is its class; its phrase is text, not a class (Grounding DINO may
+return ``"traffic"`` for the class ``"traffic light"``, ``"black cats"`` for ``"cat"``, or an
+ambiguous ``"cat dog"``). :func:`label` therefore keeps the detector's ``class_id`` when the
+label classes are the prompt's classes, maps the detector's class *name* onto the label
+classes when they are another list (or when synonyms widen a class), and matches the phrase
+text only where no class is known: detections of an unknown prompt, or ones the detector gave
+class -1. It also flags the detections a person should look at — the SAM paper's
+semi-automatic stage, where annotators only review what the model was unsure of.
 
-Matching (both sides normalised: lower case, punctuation and ``_`` as spaces, whitespace
+Class lists are normalised by :func:`grounded_sam.classes.parse_classes` (lower case, each
+name once). Name and phrase matching (both sides normalised: lower case, punctuation and ``_`` as spaces, whitespace
 collapsed, each word's simple English plural removed: ``boxes`` -> ``box``,
 ``berries`` -> ``berry``, ``cats`` -> ``cat``; ``glass``, ``bus`` stay), in this order:
 
@@ -17,8 +21,7 @@ collapsed, each word's simple English plural removed: ``boxes`` -> ``box``,
    ``traffic light``), as Grounding DINO returns when only some words of a class pass its
    text threshold.
 
-No match gives ``class_id = -1`` and ``class_name = ""``. A class listed twice maps to its
-first position.
+No match gives ``class_id = -1`` and ``class_name = ""``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from grounded_sam.detectors.phrases import normalize_classes
+from grounded_sam.classes import parse_classes
 from grounded_sam.types import Detections
 
 DEFAULT_BOX_THRESHOLD_ACCEPT = 0.5
@@ -68,7 +71,7 @@ class ClassMatcher:
 
     Args:
         classes: ``"cat . dog"`` or ``["cat", "dog"]`` (normalised with
-            :func:`grounded_sam.detectors.phrases.normalize_classes`).
+            :func:`grounded_sam.classes.parse_classes`).
         synonyms: ``{class name: [alias, ...]}``; e.g. ``{"person": ["man", "woman",
             "people"]}``. Keys must name classes of the list.
 
@@ -81,7 +84,7 @@ class ClassMatcher:
         classes: str | Sequence[str],
         synonyms: Mapping[str, str | Sequence[str]] | None = None,
     ):
-        self.classes = normalize_classes(classes)
+        self.classes = parse_classes(classes)
         first: dict[tuple[str, ...], int] = {}
         for i, name in enumerate(self.classes):
             first.setdefault(match_key(name), i)
@@ -123,20 +126,56 @@ class ClassMatcher:
         return around.pop() if len(around) == 1 else -1
 
 
+def class_ids(
+    detections: Detections,
+    matcher: ClassMatcher,
+    prompt_classes: str | Sequence[str] | None = None,
+) -> np.ndarray:
+    """int64 (N,): each detection's position in ``matcher.classes``, -1 for none.
+
+    With ``prompt_classes`` (the list ``detections.class_id`` indexes) a detection's class
+    is the detector's: kept as is when the two lists are equal, else its name is matched
+    (name, synonyms, words; see the module docstring). A detection of class -1, or every
+    detection when ``prompt_classes`` is ``None``, is matched by its phrase.
+
+    Raises:
+        ValueError: a ``class_id`` does not index ``prompt_classes``.
+    """
+    by_phrase = np.array([matcher(p) for p in detections.phrases], dtype=np.int64)
+    if prompt_classes is None:
+        return by_phrase
+    prompt = parse_classes(prompt_classes)
+    if len(detections) and detections.class_id.max() >= len(prompt):
+        raise ValueError(
+            f"class_id {int(detections.class_id.max())} is out of range for the prompt's "
+            f"{len(prompt)} classes {prompt}; pass the prompt the detections were made with"
+        )
+    if prompt == matcher.classes:
+        by_name = detections.class_id
+    else:  # another list: map each prompt class once; index -1 reads the trailing -1
+        by_name = np.array([matcher(name) for name in prompt] + [-1], np.int64)[detections.class_id]
+    return np.where(detections.class_id >= 0, by_name, by_phrase)
+
+
 def label(
     detections: Detections,
     classes: str | Sequence[str],
     *,
+    prompt_classes: str | Sequence[str] | None = None,
     synonyms: Mapping[str, str | Sequence[str]] | None = None,
     box_threshold_accept: float = DEFAULT_BOX_THRESHOLD_ACCEPT,
     mask_threshold_accept: float = DEFAULT_MASK_THRESHOLD_ACCEPT,
 ) -> Detections:
-    """Map each detection's phrase to ``classes`` and triage it as accepted or needs-review.
+    """Give each detection its place in ``classes`` and triage it as accepted or needs-review.
 
     Args:
-        detections: N detections; ``phrases`` are matched, ``scores`` and (when present)
-            ``mask_scores`` are triaged.
+        detections: N detections; ``class_id`` (with ``prompt_classes``) or ``phrases`` give
+            the class, ``scores`` and (when present) ``mask_scores`` are triaged.
         classes: the dataset's classes, ``"cat . dog"`` or ``["cat", "dog"]``.
+        prompt_classes: the prompt the detections were made with (``"cat . dog"`` or a
+            list), whose classes ``detections.class_id`` indexes. Given, the detector's
+            classes are kept (equal lists) or mapped by name (see :func:`class_ids`);
+            ``None``: every class comes from matching the phrase text.
         synonyms: ``{class: [alias, ...]}`` extra names that map to a class.
         box_threshold_accept: detector scores below this need review.
         mask_threshold_accept: SAM mask scores (predicted IoU) below this need review;
@@ -156,7 +195,7 @@ def label(
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
     matcher = ClassMatcher(classes, synonyms)
-    class_id = np.array([matcher(p) for p in detections.phrases], dtype=np.int64)
+    class_id = class_ids(detections, matcher, prompt_classes)
     no_class = class_id < 0
     low_score = detections.scores < box_threshold_accept
     low_mask = (

@@ -7,7 +7,7 @@ Every step can be run on its own, inspected, adjusted and continued::
     boxes = pipe.detect(image, "cup . knife")          # boxes, scores, phrases
     boxes = boxes[boxes.scores > 0.4]                    # look, filter, continue
     masks = pipe.segment(image, boxes)                   # + masks, mask_scores
-    final = pipe.label(masks, ["cup", "knife"])          # + class_id, review flags
+    final = pipe.label(masks, prompt="cup . knife")      # + class names, review flags
 
 ``pipe(image, prompt)`` runs the three steps on an image loaded once; the segmenter caches
 embeddings by image content, so the image encoder runs once per image even when the
@@ -22,34 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from grounded_sam.classes import parse_classes
 from grounded_sam.errors import MissingCheckpointError, PromptError
 from grounded_sam.types import Detections
 
 ImageLike = Any  # a path, bytes, PIL image or ndarray: whatever gs.load_image accepts
-
-
-def parse_classes(prompt: str | Sequence[str]) -> list[str]:
-    """The class names of a prompt: ``"cat . dog"`` or ``["cat", "dog"]``.
-
-    A string is split on ``"."`` (Grounding DINO's class separator). Names are stripped and
-    inner whitespace collapsed (case is kept); empty names are dropped; order is kept;
-    duplicates are removed.
-
-    Raises:
-        PromptError: the prompt names no class.
-    """
-    parts = prompt.split(".") if isinstance(prompt, str) else [str(p) for p in prompt]
-    names: list[str] = []
-    for part in parts:
-        name = " ".join(part.split())
-        if name and name not in names:
-            names.append(name)
-    if not names:
-        raise PromptError(
-            f"the prompt {prompt!r} names no class; write classes separated by ' . ', "
-            f"e.g. 'cat . dog'"
-        )
-    return names
 
 
 class Pipeline:
@@ -127,22 +104,14 @@ class Pipeline:
             detector_options / segmenter_options: keyword arguments of the detector /
                 ``SamSegmenter`` (e.g. ``box_threshold``, ``cache_size``, ``dtype``); a
                 ``fast`` given there wins over the ``fast`` argument.
-            fast: the optimised inference paths. SAM's image encoder runs through
-                ``grounded_sam.segmenters.fast_sam`` and its mask decoder through
-                ``grounded_sam.segmenters.fast_decoder`` (all prompts of an image decoded
-                together, one resampling to the original size); Grounding DINO runs through
-                ``grounded_sam.detectors.fast_grounding_dino`` (deformable attention without
-                ``grid_sample``; box heads and logits in float32). Compute is bfloat16 on
-                CPUs with AMX or AVX512-BF16, float32 on other CPUs; on GPUs only SAM's image
-                encoder changes (bfloat16, or float16 where bf16 is missing), since the fast
-                decoder and Grounding DINO measured slower there (``SamSegmenter`` and
-                ``optimize_grounding_dino`` say how much). An explicit
-                ``segmenter_options={"dtype": ...}`` or ``detector_options={"fast_dtype": ...}``
-                overrides that, and
+            fast: the optimised inference paths (``fast_sam``, ``fast_decoder``,
+                ``fast_grounding_dino``): bfloat16 on CPUs with AMX or AVX512-BF16, float32
+                on other CPUs, only SAM's image encoder on GPUs (README "Speed";
+                benchmarks/README.md). ``segmenter_options={"dtype": ...}`` /
+                ``detector_options={"fast_dtype": ...}`` override the dtype,
                 ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. The models are optimised in
-                place on their first call. Boxes and masks are close to the exact path's,
-                not equal (masks differ along edges, scores by bfloat16 rounding), so the
-                default (``False``) stays the exact path: the original models' arithmetic.
+                place on their first call. Close to the exact path, not equal, so the
+                default (``False``) is the original models' arithmetic.
             **options: the :class:`Pipeline` options.
 
         Raises:
@@ -274,13 +243,12 @@ class Pipeline:
             ``scores`` float32 (N,), ``phrases``; no masks yet. With ``top_k`` only the
             ``top_k`` best, highest score first.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        image = load_image(image)
+        image = as_rgb(image)
         detections = self.detector.detect(image, prompt)
         if self.top_k is not None and len(detections) > self.top_k:
-            order = np.argsort(-detections.scores, kind="stable")[: self.top_k]
-            detections = detections[order]
+            detections = detections.top_k(self.top_k)
         return detections
 
     def segment(self, image: ImageLike, detections: Detections) -> Detections:
@@ -295,12 +263,12 @@ class Pipeline:
             ``mask_scores`` float32 (N,); those under ``min_mask_area`` pixels are dropped and,
             with ``refine_boxes_from_masks``, boxes are the tight boxes of the masks.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
         from grounded_sam.masks import mask_area, masks_to_xyxy
         from grounded_sam.validation import check_detections
 
         check_detections("detections", detections)
-        image = load_image(image)
+        image = as_rgb(image)
         if detections.image_size != tuple(image.shape[:2]):
             raise ValueError(
                 f"the detections belong to an image of (H, W) = {detections.image_size}, "
@@ -318,16 +286,23 @@ class Pipeline:
         return out
 
     def label(
-        self, detections: Detections, classes: Sequence[str] | str | None = None
+        self,
+        detections: Detections,
+        classes: Sequence[str] | str | None = None,
+        *,
+        prompt: Sequence[str] | str | None = None,
     ) -> Detections:
-        """Map phrases to ``classes`` and flag uncertain detections for review.
+        """Give detections their place in ``classes`` and flag uncertain ones for review.
 
         Delegates to :func:`grounded_sam.labeling.label` with this pipeline's label options.
 
         Args:
             detections: the output of :meth:`detect` or :meth:`segment`.
             classes: the class names (a list or a ``"cat . dog"`` prompt); ``None`` uses the
-                pipeline's ``classes``.
+                pipeline's ``classes``, else the prompt's.
+            prompt: the prompt the detections were detected with. Given, the detector's
+                ``class_id`` is kept when ``classes`` are the prompt's classes and mapped by
+                name otherwise; ``None``: classes come from matching the phrases' text.
 
         Returns:
             The detections with ``class_id`` int64 (N,) indexing ``classes`` (-1: no class)
@@ -335,14 +310,17 @@ class Pipeline:
         """
         from grounded_sam.labeling import label
 
+        prompt_classes = None if prompt is None else parse_classes(prompt)
         if classes is None:
-            classes = self.classes
+            classes = self.classes if self.classes is not None else prompt_classes
         if classes is None:
             raise PromptError(
-                "label() needs the class names: pass classes=[...] or build the Pipeline "
-                "with classes=[...]"
+                "label() needs the class names: pass classes=[...] or prompt=..., or build "
+                "the Pipeline with classes=[...]"
             )
-        return label(detections, parse_classes(classes), **self.label_options)
+        return label(
+            detections, parse_classes(classes), prompt_classes=prompt_classes, **self.label_options
+        )
 
     def __call__(
         self,
@@ -356,20 +334,19 @@ class Pipeline:
             image: anything :func:`grounded_sam.load_image` accepts.
             prompt: ``"cat . dog"`` or ``["cat", "dog"]``.
             classes: the class list of the label step (default: the pipeline's ``classes``,
-                else the prompt's classes in order).
+                else the prompt's classes in order). The detector's class is kept when they
+                are the prompt's classes and mapped by name otherwise.
 
         Returns:
             ``Detections`` with boxes (float32 (N, 4) pixels), masks (bool (N, H, W)),
             mask scores and class ids (int64 (N,), -1 for none).
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        image = load_image(image)
-        if classes is None:
-            classes = self.classes if self.classes is not None else parse_classes(prompt)
+        image = as_rgb(image)
         detections = self.detect(image, prompt)
         detections = self.segment(image, detections)
-        return self.label(detections, classes)
+        return self.label(detections, classes, prompt=prompt)
 
     # ------------------------------------------------------------------ description
     def config(self) -> dict[str, Any]:

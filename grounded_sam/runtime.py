@@ -12,7 +12,7 @@ flipped between two calls, and importing this module touches neither torch nor `
   picks, for ``grounded-sam info`` and benchmark headers.
 - :func:`resolve_compute_dtype` -- turns a user's ``dtype`` setting (``None``/"auto",
   "bf16", "fp16", "fp32" or a ``torch.dtype``) into the dtype to run on a given device.
-- :func:`malloc_env` / :func:`malloc_advice` -- glibc malloc settings that stop the
+- :func:`malloc_env` / :func:`malloc_tuned` -- glibc malloc settings that stop the
   allocator from returning big activation buffers to the kernel after every layer. As
   environment variables they only take effect when set before the process starts;
   :func:`tune_malloc` applies the same settings to a running process through ``mallopt``.
@@ -333,17 +333,6 @@ def tune_malloc() -> bool:
 def malloc_tuned() -> bool:
     """True when this process was started with every variable of :func:`malloc_env` set."""
     return all(os.environ.get(k) == v for k, v in MALLOC_ENV.items())
-
-
-def malloc_advice() -> str:
-    """One line a CLI can print: the shell prefix that tunes malloc, or '' when already set."""
-    if malloc_tuned():
-        return ""
-    prefix = " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
-    return (
-        f"tip: start the process as `{prefix} python ...` so glibc keeps freed activation "
-        "buffers instead of unmapping them after every layer (see benchmarks/README.md)"
-    )
 
 
 def describe() -> str:

@@ -220,6 +220,25 @@ class Detections:
         fields.update(changes)
         return Detections(**fields)
 
+    # ------------------------------------------------------------------ selection
+    def top_k(self, k: int | None) -> Detections:
+        """The ``k`` highest-scoring detections, best first (equal scores keep their order);
+        all of them, best first, when ``k`` is None."""
+        order = np.argsort(-self.scores, kind="stable")
+        return self[order if k is None else order[: int(k)]]
+
+    def with_nms(self, iou_threshold: float, *, class_agnostic: bool = False) -> Detections:
+        """Non-maximum suppression on ``xyxy`` (torchvision's kernel, ties broken as in SAM).
+
+        A box suppresses the lower-scored boxes of its own ``class_id`` (of any class with
+        ``class_agnostic``) that overlap it by an IoU above ``iou_threshold`` (in [0, 1]).
+        Returns the kept detections, best score first.
+        """
+        from grounded_sam.geometry import nms
+
+        groups = None if class_agnostic else self.class_id
+        return self[nms(self.xyxy, self.scores, iou_threshold, groups)]
+
     # ------------------------------------------------------------------ container protocol
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -334,8 +353,12 @@ class Detections:
         return {"image_size": list(self.image_size), "detections": dets, "fields": fields}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Detections:
-        """Inverse of :meth:`to_dict` (also reads dicts written without ``fields``)."""
+    def from_dict(cls, d: dict[str, Any], *, masks: bool = True) -> Detections:
+        """Inverse of :meth:`to_dict` (also reads dicts written without ``fields``).
+
+        ``masks=False`` leaves ``masks`` None and decodes nothing (the RLEs stay in ``d``, e.g.
+        for a COCO writer that takes them as they are).
+        """
         size = tuple(int(v) for v in d["image_size"])
         items = d["detections"]
         n = len(items)
@@ -368,8 +391,8 @@ class Detections:
             class_id=np.array([it["class_id"] for it in items], dtype=np.int64),
             masks=(
                 np.stack([rle_to_mask(it["mask"]) for it in items])
-                if has_masks and items
-                else (np.zeros((0, h, w), bool) if has_masks else None)
+                if masks and has_masks and items
+                else (np.zeros((0, h, w), bool) if masks and has_masks else None)
             ),
             mask_scores=(
                 np.array([it["mask_score"] for it in items], np.float32) if has_ms else None

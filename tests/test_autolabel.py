@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,6 +94,59 @@ def test_a_bad_image_is_listed_and_the_others_are_labelled(pipe, tmp_path):
         "sub/img1.txt",
     ]
     assert summary.files == {"coco": "annotations.coco.json", "yolo": "yolo", "png": "masks"}
+
+
+def plain_pngs(root: Path, n: int, seed: int) -> Path:
+    """``n`` random 32x40 RGB images ``0.png`` … in ``root``."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def record_calls(monkeypatch, name: str, *modules) -> tuple[Any, list]:
+    """Record the first argument of each call of ``name`` (patched in every module given, the
+    first one defining it); the real function still runs. Returns ``(real, calls)``."""
+    real, calls = getattr(modules[0], name), []
+
+    def recording(first, *args, **kwargs):
+        calls.append(first)
+        return real(first, *args, **kwargs)
+
+    for module in modules:
+        monkeypatch.setattr(module, name, recording)
+    return real, calls
+
+
+def test_each_image_is_decoded_once(pipe, tmp_path, monkeypatch):
+    import grounded_sam.image
+
+    images = plain_pngs(tmp_path / "in", 3, seed=1)
+    _, calls = record_calls(monkeypatch, "load_image", grounded_sam.image)
+    summary = gs.auto_label(pipe, images, CLASSES, tmp_path / "out", progress=False)
+    assert summary.images_labelled == 3
+    assert sorted(Path(src).name for src in calls) == ["0.png", "1.png", "2.png"]
+
+
+def test_coco_only_decodes_no_mask(pipe, tmp_path, monkeypatch):
+    import grounded_sam.export.coco
+    import grounded_sam.masks
+    import grounded_sam.types
+
+    images = plain_pngs(tmp_path / "in", 2, seed=2)
+    modules = (grounded_sam.masks, grounded_sam.types, grounded_sam.export.coco)
+    real, decodes = record_calls(monkeypatch, "rle_to_mask", *modules)
+    out = tmp_path / "out"
+    summary = gs.auto_label(pipe, images, CLASSES, out, formats="coco", progress=False)
+    assert summary.images_labelled == 2 and summary.detections_total > 0
+    assert decodes == []
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    for ann in coco["annotations"]:  # area and box read from the RLE agree with its pixels
+        mask = real(ann["segmentation"])
+        ys, xs = np.nonzero(mask)
+        assert ann["area"] == mask.sum()
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
 
 
 def test_a_second_run_resumes_and_writes_the_same_files(pipe, tmp_path):

@@ -239,11 +239,7 @@ def test_from_pretrained_reads_local_files_only(tmp_path):
     # a tag the registry does not list: where to get it by hand
     with pytest.raises(MissingCheckpointError, match="ViT-B-32/openai are not on this machine"):
         ClipMaskDetector.from_pretrained("ViT-B-32", "openai", **empty)
-    # the lookup itself is tested in test_models_clip_loading.py; its old name still imports
-    from grounded_sam.detectors.clip_masks import _resolve_checkpoint
-    from grounded_sam.models.clip_loading import find_clip_checkpoint
-
-    assert _resolve_checkpoint is find_clip_checkpoint
+    # the lookup itself is tested in test_models_clip_loading.py
     with pytest.raises(MissingCheckpointError, match="nope.pt"):
         ClipMaskDetector.from_pretrained("gs-tiny-clip", tmp_path / "nope.pt", segmenter=source)
     with pytest.raises(ValueError, match="known tags"):

@@ -210,3 +210,19 @@ def test_errors_say_what_to_do():
         CocoWriter(["cat", "cat"])
     with pytest.raises(ValueError, match="images"):
         load_coco({"annotations": []})
+
+
+def test_masks_encoded_upstream_are_written_without_decoding():
+    """RLEs from Detections.to_dict (the auto-label state file) give the same file as masks."""
+    d = make_detections(3)
+    masks = d.masks.copy()
+    masks[2] = False  # an empty mask is dropped either way
+    d = d.replace(masks=masks, class_id=np.array([0, -1, 1, 2]))
+    payload = d.to_dict()
+    rles = [item["mask"] for item in payload["detections"]]
+    from_masks, from_rles = CocoWriter(CLASSES), CocoWriter(CLASSES)
+    from_masks.add("a.jpg", d)
+    from_rles.add("a.jpg", Detections.from_dict(payload, masks=False), rles=rles)
+    assert json.dumps(from_rles.to_dict()) == json.dumps(from_masks.to_dict())
+    with pytest.raises(ValueError, match="3 rles for 4 detections"):
+        CocoWriter(CLASSES).add("b.jpg", d, rles=rles[:3])

@@ -745,3 +745,29 @@ def test_image_content_key():
     assert image_content_key(flat) != key
     assert image_content_key(PIXELS.astype(np.int8)) != key  # same bytes, other dtype
     assert image_content_key(load_image(PIXELS)) == key
+
+
+def test_as_rgb_passes_a_decoded_image_on_and_loads_anything_else(tmp_path):
+    from grounded_sam.image import as_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert as_rgb(rgb) is rgb  # already RGB uint8 (H, W, 3): no copy, no second decode
+    flipped = rgb[:, ::-1]  # not C-contiguous: load_image makes the contiguous copy
+    out = as_rgb(flipped)
+    assert out.flags.c_contiguous and np.array_equal(out, flipped)
+    gray = rgb[..., 0]
+    assert as_rgb(gray).shape == (5, 7, 3)
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    assert np.array_equal(as_rgb(path), rgb)
+    with pytest.raises(ImageError):
+        as_rgb(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_as_rgb_checks_the_size_of_an_array_it_passes_on():
+    from grounded_sam.image import as_rgb
+
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    assert as_rgb(rgb, max_pixels=100) is rgb
+    with pytest.raises(ImageError, match="more than the limit of 99"):
+        as_rgb(rgb, max_pixels=99)

@@ -128,3 +128,67 @@ def test_bad_arguments():
         label(d, ["cat"], box_threshold_accept=1.5)
     # a single alias given as a string works
     assert label(make(["kitty"], [0.9]), ["cat"], synonyms={"cat": "kitty"}).class_id[0] == 0
+
+
+# ---------------------------------------------------------------------------- class identity
+
+
+def with_ids(phrases, class_id) -> Detections:
+    return make(phrases, [0.9] * len(phrases)).replace(class_id=class_id)
+
+
+def test_the_prompts_classes_keep_the_detectors_class_id():
+    """Phrase "traffic" is part of both classes: matching its text would give no class."""
+    d = with_ids(["traffic", "traffic"], [0, 1])
+    classes = ["traffic light", "traffic cone"]
+    out = label(d, classes, prompt_classes=classes)
+    assert out.class_id.tolist() == [0, 1]
+    assert out.data["class_name"] == ["traffic light", "traffic cone"]
+    assert not out.data["needs_review"].any()
+    # the same prompt written another way is the same class list
+    assert label(d, classes, prompt_classes="Traffic light . traffic cone").class_id.tolist() == [
+        0,
+        1,
+    ]
+    # without the prompt only the text is known, and "traffic" is ambiguous
+    assert label(d, classes).class_id.tolist() == [-1, -1]
+
+
+def test_another_class_list_maps_the_detectors_class_by_name():
+    prompt = ["traffic light", "traffic cone", "kitten", "car"]
+    d = with_ids(["traffic", "traffic", "cat", "car", "kitten"], [0, 1, 2, 3, -1])
+    out = label(
+        d, ["cone", "cat", "traffic light"], prompt_classes=prompt, synonyms={"cat": "kitten"}
+    )
+    # by name: light -> 2, cone -> "traffic cone" contains "cone" -> 0, kitten -> cat (synonym),
+    # car is not a label class; a detection of class -1 falls back to its phrase
+    assert out.class_id.tolist() == [2, 0, 1, -1, 1]
+    assert out.data["review_reason"][3] == "no class"
+
+
+def test_a_class_id_outside_the_prompt_is_an_error():
+    with pytest.raises(ValueError, match="out of range for the prompt's 1 classes"):
+        label(with_ids(["cat"], [1]), ["cat"], prompt_classes=["cat"])
+
+
+def test_a_grounding_dino_run_keeps_its_class_when_the_phrase_disagrees(tmp_path):
+    """A tiny random Grounding DINO: with text_threshold=1 a phrase is only its best word, so
+    some phrases are "traffic", which names neither class alone."""
+    from grounded_sam.detectors.grounding_dino import GroundingDinoDetector
+    from grounded_sam.testing.grounding_dino import tiny_grounding_dino
+
+    model, processor = tiny_grounding_dino(tmp_path, seed=0, words=["cone"])
+    det = GroundingDinoDetector(model, processor, box_threshold=0.0, text_threshold=1.0)
+    prompt = "traffic light . traffic cone"
+    image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    dets = det.detect(image, prompt)
+    matcher = ClassMatcher(prompt)
+    by_phrase = np.array([matcher(p) for p in dets.phrases])
+    disagree = (dets.class_id >= 0) & (by_phrase != dets.class_id)
+    assert disagree.any(), "the seed no longer gives a phrase that disagrees; pick another"
+    assert {dets.phrases[i] for i in np.flatnonzero(disagree)} == {"traffic"}
+
+    out = label(dets, prompt, prompt_classes=prompt)
+    np.testing.assert_array_equal(out.class_id, dets.class_id)
+    names = ["traffic light", "traffic cone"]
+    assert out.data["class_name"] == [names[c] if c >= 0 else "" for c in dets.class_id]

@@ -9,7 +9,7 @@ import pytest
 
 import grounded_sam as gs
 from grounded_sam.masks import mask_area, masks_to_xyxy
-from grounded_sam.pipeline import Pipeline, parse_classes
+from grounded_sam.pipeline import Pipeline
 
 CLASSES = ["cat", "dog"]
 PROMPT = "cat . dog"
@@ -53,14 +53,6 @@ def count_encoder_calls(segmenter) -> list[int]:
 
 def random_image(seed: int, size=(48, 64)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-
-
-def test_parse_classes():
-    assert parse_classes("cat . dog") == ["cat", "dog"]
-    assert parse_classes(" Traffic   light .cat. cat .") == ["Traffic light", "cat"]
-    assert parse_classes(["cat", " dog "]) == ["cat", "dog"]
-    with pytest.raises(gs.PromptError, match="names no class"):
-        parse_classes(" . ")
 
 
 def test_detect_top_k_keeps_the_best_boxes(detector):
@@ -145,10 +137,41 @@ def test_steps_one_by_one_equal_call(detector, tmp_path):
 
     boxes = pipe.detect(path, PROMPT)  # a path: each step loads the image itself
     masks = pipe.segment(path, boxes)
-    stepped = pipe.label(masks)
+    stepped = pipe.label(masks, prompt=PROMPT)  # the prompt: the detector's classes are kept
     whole = pipe(path, PROMPT)
     assert calls[0] == 1
     assert json.dumps(stepped.to_dict()) == json.dumps(whole.to_dict())
+
+
+def count_decodes(monkeypatch) -> list[int]:
+    """Count calls of ``grounded_sam.image.load_image``; each still runs the real function."""
+    import grounded_sam.image
+
+    real = grounded_sam.image.load_image
+    calls = [0]
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grounded_sam.image, "load_image", counting)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["grounding-dino", "clip"])
+def test_call_decodes_the_image_once(kind, tmp_path, monkeypatch, torch_threads):
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.fromarray(random_image(7)).save(path)
+    pipe = Pipeline.tiny_random(CLASSES, kind, top_k=3)
+    decodes = count_decodes(monkeypatch)
+    out = pipe(path, PROMPT)
+    assert decodes[0] == 1
+    assert out.masks.shape[1:] == (48, 64)
+    # an array that already is RGB uint8 (H, W, 3) is used as it is: nothing to decode
+    pipe(random_image(8), PROMPT)
+    assert decodes[0] == 1
 
 
 def test_label_needs_classes(detector):
@@ -164,6 +187,16 @@ def test_label_maps_to_the_given_class_list(detector):
     out = pipe.label(dets, ["dog", "cat", "bird"])
     assert len(out) == len(dets)
     assert ((out.class_id >= -1) & (out.class_id < 3)).all()
+
+
+def test_call_keeps_the_detectors_class_and_maps_other_lists_by_name(detector):
+    pipe = Pipeline(detector, make_segmenter(), top_k=10)
+    image = random_image(4)
+    dets = pipe.segment(image, pipe.detect(image, PROMPT))
+    np.testing.assert_array_equal(pipe(image, PROMPT).class_id, dets.class_id)
+    # another list: each detector class is mapped by its name ("bird" is never detected)
+    out = pipe(image, PROMPT, classes=["bird", "dog", "cat"])
+    np.testing.assert_array_equal(out.class_id, np.array([2, 1, -1])[dets.class_id])
 
 
 def test_clip_detector_shares_the_embedding(torch_threads):

@@ -371,3 +371,20 @@ def test_from_dict_reads_output_without_fields():
     np.testing.assert_array_equal(back.data["needs_review"], d.data["needs_review"])
     assert back.data["class_name"] == d.data["class_name"]
     assert len(Detections.from_dict({"image_size": [H, W], "detections": []})) == 0
+
+
+def test_top_k_and_with_nms():
+    d = Detections(
+        xyxy=[[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]],
+        scores=[0.5, 0.9, 0.7, 0.5],
+        phrases=["a", "b", "c", "d"],
+        class_id=[0, 0, 1, 0],
+        image_size=(64, 64),
+    )
+    assert d.top_k(2).phrases == ["b", "c"]
+    assert d.top_k(None).phrases == ["b", "c", "a", "d"]  # equal scores keep their order
+    assert d.top_k(10).phrases == ["b", "c", "a", "d"]
+    # per class: "b" suppresses "a" (same class, IoU 0.68), not "c" (another class)
+    assert d.with_nms(0.5).phrases == ["b", "c", "d"]
+    assert d.with_nms(0.5, class_agnostic=True).phrases == ["b", "d"]
+    assert len(Detections.empty((4, 4)).with_nms(0.5).top_k(3)) == 0

@@ -158,6 +158,11 @@ class Exports:
         for path in paths:
             path.unlink(missing_ok=True)
 
+    def missing(self, file_name: str) -> bool:
+        """Whether a per-image file (YOLO, PNG) of ``file_name`` is still to be written."""
+        name = self.output_name(file_name)
+        return any(w is not None and name not in w for w in (self.yolo, self.png))
+
     def add_image(
         self,
         file_name: str,
@@ -196,7 +201,8 @@ def build_outputs(
     progress: bool = False,
 ) -> LabelSummary:
     """Build the COCO file, errors.jsonl and summary.json from the per-image state files, one
-    image at a time (masks are held as RLE only), in the order of ``items``.
+    image at a time, in the order of ``items``. Masks stay the RLE of the state file (COCO
+    takes it as it is); they are decoded only for a YOLO or PNG file still to be written.
 
     Args:
         config: the configuration fingerprint; a record made with another one counts as not
@@ -235,7 +241,11 @@ def build_outputs(
             reason = record.get("reason", "not labelled")
             skipped.append({"file_name": item.file_name, "path": str(item.path), "reason": reason})
             continue
-        dets = Detections.from_dict(record["detections"])
+        # masks are decoded only for a per-image file still to write, or Label Studio's brushes
+        pixels = exports.missing(item.file_name) or studio is not None
+        dets = Detections.from_dict(record["detections"], masks=pixels)
+        entries = record["detections"]["detections"]
+        rles = [it["mask"] for it in entries] if all("mask" in it for it in entries) else None
         labelled += 1
         total += len(dets)
         for cid in dets.class_id.tolist():
@@ -244,13 +254,14 @@ def build_outputs(
             else:
                 without += 1
         review += _review_count(dets)
-        _count_exported(exported, dets, len(classes))
+        _count_exported(exported, dets, len(classes), rles)
         if coco is not None:
-            coco.add({"file_name": item.file_name}, dets, image_id=image_id)
+            coco.add({"file_name": item.file_name}, dets, image_id=image_id, rles=rles)
         if studio is not None:
             image = Path(os.path.relpath(Path(item.path).absolute(), studio_root)).as_posix()
             studio.add(item.file_name, dets, image=image)
-        exports.add_image(item.file_name, dets, image_path=item.path, only_missing=True)
+        if pixels:
+            exports.add_image(item.file_name, dets, image_path=item.path, only_missing=True)
 
     if coco is not None:
         coco.write(out / EXPORT_PATHS["coco"])
@@ -309,15 +320,26 @@ def labelstudio_help(root: Path) -> str:
     )
 
 
-def _count_exported(exported: dict[str, int], dets: Any, num_classes: int) -> None:
-    """Add the detections of one image that each export in ``exported`` holds."""
+def _count_exported(
+    exported: dict[str, int], dets: Any, num_classes: int, rles: list[dict] | None = None
+) -> None:
+    """Add the detections of one image that each export in ``exported`` holds (mask areas
+    from ``dets.masks``, or from the COCO ``rles`` when the masks were not decoded)."""
     import numpy as np
 
     from grounded_sam.masks import mask_area
 
     if len(dets) == 0:
         return
-    has_mask = mask_area(dets.masks) > 0 if dets.masks is not None else np.zeros(len(dets), bool)
+    if dets.masks is not None:
+        has_mask = mask_area(dets.masks) > 0
+    elif rles is not None:
+        from pycocotools import mask as mask_utils
+
+        coded = [{"size": list(r["size"]), "counts": r["counts"]} for r in rles]
+        has_mask = np.asarray(mask_utils.area(coded)) > 0
+    else:
+        has_mask = np.zeros(len(dets), bool)
     kept = int(((dets.class_id >= 0) & (dets.class_id < num_classes) & has_mask).sum())
     for fmt in exported:
         exported[fmt] += len(dets) if fmt == "png" else kept  # the others need a class

@@ -30,8 +30,8 @@ from grounded_sam.autolabel.state import (
     record_path,
     write_json,
 )
+from grounded_sam.classes import parse_classes
 from grounded_sam.errors import ImageError
-from grounded_sam.pipeline import parse_classes
 
 
 def auto_label(

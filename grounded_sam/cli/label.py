@@ -263,8 +263,8 @@ def add_label(commands: Any) -> None:
 def cmd_label(args: argparse.Namespace) -> int:
     import grounded_sam as gs
     from grounded_sam.autolabel import list_images
+    from grounded_sam.classes import parse_classes
     from grounded_sam.cli.common import set_threads, tune_malloc
-    from grounded_sam.pipeline import parse_classes
 
     tune_malloc()  # process-wide, before any model allocates; GROUNDED_SAM_NO_MALLOC_TUNING=1: off
     set_threads(args.threads)

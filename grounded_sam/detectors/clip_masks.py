@@ -24,16 +24,15 @@ that the pipeline segments the boxes again with SAM's decoder (the design's flow
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grounded_sam.detectors.phrases import normalize_classes
+from grounded_sam.classes import parse_classes
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
+from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.types import Detections
 from grounded_sam.validation import check_int, check_unit
 
@@ -50,8 +49,6 @@ DEFAULT_BACKGROUND_PROMPTS: tuple[str, ...] = ("background", "a photo of nothing
 # open_clip's OPENAI_DATASET_MEAN, the fill colour when the preprocess transform shows none.
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _TEXT_CACHE_SIZE = 4096
-# The checkpoint lookup's former name here, still importable from this module.
-_resolve_checkpoint = clip_loading.find_clip_checkpoint
 
 
 class ClipMaskDetector:
@@ -137,8 +134,8 @@ class ClipMaskDetector:
         self.logit_scale = logit_scale
         # Names the model in repr and in Pipeline.config (stable across runs: no object id).
         self.model_id = model_id or type(clip_model).__name__
-        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
+        # text embedding of each (kind, model, templates..., name), as repr(key)
+        self._text_cache: LRUCache[torch.Tensor] = LRUCache(_TEXT_CACHE_SIZE)
 
     def __repr__(self) -> str:
         return (
@@ -194,9 +191,8 @@ class ClipMaskDetector:
 
         Args:
             image: anything :func:`grounded_sam.load_image` accepts.
-            prompt: ``"cat . dog"`` or ``["cat", "dog"]`` (normalised as Grounding DINO
-                prompts are; ``class_id`` indexes this list, a repeated class gets the id of
-                its first occurrence).
+            prompt: ``"cat . dog"`` or ``["cat", "dog"]``; ``class_id`` indexes
+                :func:`grounded_sam.classes.parse_classes` of it (lower case, each once).
             amg_options: override the constructor's ``amg_options`` for this call.
 
         Returns:
@@ -208,16 +204,11 @@ class ClipMaskDetector:
         """
         import torch
 
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        classes = normalize_classes(prompt)
-        first: dict[str, int] = {}
-        for i, name in enumerate(classes):
-            first.setdefault(name, i)
-        names = list(first)  # unique classes, first-occurrence order
-        name_ids = np.array([first[n] for n in names], dtype=np.int64)
+        names = parse_classes(prompt)
 
-        rgb = load_image(image)
+        rgb = as_rgb(image)
         h, w = rgb.shape[:2]
         proposals = self.segmenter.generate(rgb, **{**self.amg_options, **amg_options})
         if proposals.masks is None:
@@ -232,9 +223,7 @@ class ClipMaskDetector:
             )
         nonempty = np.flatnonzero(proposals.masks.any(axis=(1, 2)))
         if len(nonempty) == 0:
-            return self._result(
-                proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names, name_ids
-            )
+            return self._result(proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names)
         masks = proposals.masks[nonempty]
 
         with torch.inference_mode():
@@ -246,22 +235,10 @@ class ClipMaskDetector:
         best = probs.argmax(axis=1)
         score = probs[np.arange(len(probs)), best]
         idx = np.flatnonzero((best < len(names)) & (score >= self.score_threshold))
-        score, label = score[idx], best[idx]
-        order = np.argsort(-score, kind="stable")
-        if self.nms_threshold is not None and len(order) > 1:
-            from torchvision.ops import batched_nms
-
-            kept = batched_nms(
-                torch.from_numpy(masks_to_xyxy(masks[idx])),
-                torch.from_numpy(score.astype(np.float32)),
-                torch.from_numpy(label.astype(np.int64)),
-                float(self.nms_threshold),
-            ).numpy()
-            order = kept[np.argsort(-score[kept], kind="stable")]
-        if self.top_k is not None:
-            order = order[: self.top_k]
-        rows = nonempty[idx[order]]
-        return self._result(proposals, rows, score[order], label[order], names, name_ids)
+        dets = self._result(proposals, nonempty[idx], score[idx], best[idx], names)
+        if self.nms_threshold is not None:  # per class, on the boxes of the masks
+            dets = dets.with_nms(float(self.nms_threshold))
+        return dets.top_k(self.top_k)
 
     def _result(
         self,
@@ -270,15 +247,14 @@ class ClipMaskDetector:
         scores: np.ndarray,
         labels: np.ndarray,
         names: list[str],
-        name_ids: np.ndarray,
     ) -> Detections:
-        """Detections for the proposals ``rows`` labelled ``labels`` (indices into ``names``)."""
+        """Detections for the proposals ``rows`` of classes ``labels`` (indices into ``names``)."""
         chosen = proposals[rows.astype(np.int64)]
         return Detections(
             xyxy=masks_to_xyxy(chosen.masks),
             scores=scores.astype(np.float32),
             phrases=[names[c] for c in labels],
-            class_id=name_ids[labels.astype(np.int64)],
+            class_id=labels.astype(np.int64),
             masks=chosen.masks if self.keep_proposal_masks else None,
             mask_scores=chosen.scores if self.keep_proposal_masks else None,
             image_size=chosen.image_size,
@@ -350,8 +326,8 @@ class ClipMaskDetector:
 
         keys = [("class", self.model_id, *self.templates, n) for n in names]
         keys += [("background", self.model_id, p) for p in self.background_prompts]
-        with self._lock:
-            missing = [k for k in keys if k not in self._text_cache]
+        found = {k: self._text_cache.get(repr(k)) for k in keys}
+        missing = [k for k, v in found.items() if v is None]
         if missing:
             texts: list[str] = []
             spans: list[tuple[int, int]] = []
@@ -364,15 +340,10 @@ class ClipMaskDetector:
             device, _ = self._model_place()
             tokens = torch.as_tensor(self.tokenizer(texts)).to(device)
             emb = _normalise(self.clip_model.encode_text(tokens).float())
-            with self._lock:
-                for key, (a, b) in zip(missing, spans, strict=True):
-                    self._text_cache[key] = _normalise(emb[a:b].mean(dim=0, keepdim=True))[0]
-                while len(self._text_cache) > _TEXT_CACHE_SIZE:
-                    self._text_cache.popitem(last=False)
-        with self._lock:
-            for k in keys:
-                self._text_cache.move_to_end(k)
-            return torch.stack([self._text_cache[k] for k in keys])
+            for key, (a, b) in zip(missing, spans, strict=True):
+                found[key] = _normalise(emb[a:b].mean(dim=0, keepdim=True))[0]
+                self._text_cache.put(repr(key), found[key])
+        return torch.stack([found[k] for k in keys])
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

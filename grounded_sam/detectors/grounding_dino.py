@@ -25,7 +25,7 @@ import numpy as np
 from grounded_sam.detectors.phrases import Prompt, PromptTokens, build_phrases, score_queries
 from grounded_sam.detectors.vocab_chunks import count_class_tokens, plan_chunks, reuse_backbone
 from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
-from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy, nms
+from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy
 from grounded_sam.types import Detections
 from grounded_sam.validation import check_int, check_unit
 
@@ -362,9 +362,9 @@ class GroundingDinoDetector:
         boxes then refer to that frame, which :meth:`postprocess` derives from (H, W).
         """
         from grounded_sam.detectors.dino_input import pad_for_detector
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        rgb = load_image(image)
+        rgb = as_rgb(image)
         framed = pad_for_detector(rgb, self.processor.image_processor)
         # channels_last: a 3-pixel-tall image would otherwise be guessed channels-first
         inputs = self.processor.image_processor(
@@ -447,8 +447,7 @@ class GroundingDinoDetector:
 
     def _filter(self, dets: Detections, mode: str | None) -> Detections:
         if mode is not None and len(dets):
-            groups = dets.class_id if mode == "class" else None
-            dets = dets[nms(dets.xyxy, dets.scores, self.nms_iou, groups)]
+            dets = dets.with_nms(self.nms_iou, class_agnostic=mode != "class")
         return dets
 
     # ------------------------------------------------------------------ public
@@ -488,11 +487,7 @@ class GroundingDinoDetector:
         mode = self.nms
         if len(chunks) > 1 and mode is None:
             mode = "class"
-        dets = self._filter(dets, mode)
-        dets = dets[np.argsort(-dets.scores, kind="stable")]
-        if self.top_k is not None:
-            dets = dets[: self.top_k]
-        return dets
+        return self._filter(dets, mode).top_k(self.top_k)
 
     def __repr__(self) -> str:
         return (

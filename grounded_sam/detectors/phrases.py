@@ -4,8 +4,8 @@ Grounding DINO scores every (query, text token) pair. Turning those scores into 
 where other tools go wrong: they join every token above a threshold ("cat dog", "cat. dog.
 [SEP]"), print word pieces ("##hy") or give no class id at all. Here:
 
-- a prompt is a list of classes, normalised (:func:`normalize_classes`) and written as
-  ``"cat . traffic light ."`` (:class:`Prompt`); each class occupies one character span;
+- a prompt is a list of classes, normalised (:func:`grounded_sam.classes.parse_classes`)
+  and written as ``"cat . traffic light ."`` (:class:`Prompt`); each class occupies one character span;
 - the tokenizer's offsets map every token to the class span it lies in, or to none for
   ``[CLS]``, ``[SEP]`` and the ``"."`` separators (:class:`PromptTokens`);
 - a query's score is its best token probability and its class is the class whose span holds
@@ -18,71 +18,13 @@ Shapes: ``Q`` queries, ``T`` tokens of the tokenised prompt (``[CLS]`` and ``[SE
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from grounded_sam.errors import PromptError
-
-# Characters Grounding DINO treats as class delimiters (token ids 1012 and 1029).
-_DELIMITERS = (".", "?")
-
-
-def _clean(name: str) -> str:
-    return re.sub(r"\s+", " ", name).strip().lower()
-
-
-def normalize_classes(prompt: str | Sequence[str]) -> list[str]:
-    """The class names of a prompt, lower case, trimmed, inner whitespace collapsed.
-
-    ``"Cat . traffic  light."`` -> ``["cat", "traffic light"]``: a string is split on ``"."``
-    and empty parts are dropped. ``["Cat", " dog."]`` -> ``["cat", "dog"]``: list items keep
-    their positions (class ids index this list), so an empty item is an error; a leading or
-    trailing ``"."`` is stripped. Duplicates are kept here (see :class:`Prompt`).
-
-    Raises:
-        PromptError: the prompt is empty, an item is not a string or is empty, or a class
-            contains ``"."`` or ``"?"`` inside it (Grounding DINO would read two classes).
-    """
-    if isinstance(prompt, str):
-        if "?" in prompt:
-            raise PromptError(
-                f"prompt {prompt!r} contains '?', which Grounding DINO treats as a class "
-                "separator; remove it or separate classes with ' . '"
-            )
-        classes = [c for c in (_clean(part) for part in prompt.split(".")) if c]
-    else:
-        try:
-            items = list(prompt)
-        except TypeError:
-            raise PromptError(
-                f"prompt must be a string like 'cat . dog' or a list of class names, "
-                f"got {type(prompt).__name__}"
-            ) from None
-        classes = []
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                raise PromptError(
-                    f"class {i} of the prompt is {type(item).__name__}, expected a string"
-                )
-            name = _clean(item).strip("".join(_DELIMITERS) + " ")
-            if not name:
-                raise PromptError(f"class {i} of the prompt is empty ({item!r}); remove it")
-            for d in _DELIMITERS:
-                if d in name:
-                    raise PromptError(
-                        f"class {i} ({item!r}) contains {d!r}, which Grounding DINO treats "
-                        "as a class separator; remove it from the name"
-                    )
-            classes.append(name)
-    if not classes:
-        raise PromptError(
-            f"empty prompt {prompt!r}: give at least one class, e.g. 'cat . dog' or ['cat', 'dog']"
-        )
-    return classes
+from grounded_sam.classes import parse_classes
 
 
 @dataclass(frozen=True)
@@ -90,13 +32,12 @@ class Prompt:
     """The text Grounding DINO reads for some (or all) classes of a class list.
 
     Attributes:
-        classes: the user's normalised classes, duplicates included; ``class_id`` indexes it.
-        text: the unique classes of ``span_class`` joined by ``" . "``, ending in ``" ."``,
+        classes: the classes by :func:`grounded_sam.classes.parse_classes` (lower case, each
+            once); ``class_id`` indexes it.
+        text: the classes of ``span_class`` joined by ``" . "``, ending in ``" ."``,
             e.g. ``"cat . traffic light ."``.
         spans: (S, 2) int64, ``[start, end)`` character range of each span in ``text``.
-        span_class: (S,) int64, the class id of each span. A class listed twice
-            (``["cat", "dog", "cat"]``) is written once and gets the id of its first
-            occurrence (0), so ids always point at the right name and no tokens are wasted.
+        span_class: (S,) int64, the class id of each span.
     """
 
     classes: tuple[str, ...]
@@ -111,20 +52,16 @@ class Prompt:
         """Normalise ``classes`` and write the text for the classes with ids in ``include``.
 
         ``include`` (default: all) lets a long vocabulary be split into several prompts
-        whose class ids all index the same full list.
+        whose class ids all index the same full list; an id given twice is written once.
         """
-        names = tuple(normalize_classes(classes))
-        first = {}
-        for i, name in enumerate(names):
-            first.setdefault(name, i)
+        names = tuple(parse_classes(classes))
         ids = range(len(names)) if include is None else include
         span_class: list[int] = []
         for i in ids:
             if not 0 <= int(i) < len(names):
                 raise IndexError(f"class id {i} out of range for {len(names)} classes")
-            j = first[names[int(i)]]
-            if j not in span_class:
-                span_class.append(j)
+            if int(i) not in span_class:
+                span_class.append(int(i))
         spans, parts, pos = [], [], 0
         for j in span_class:
             spans.append((pos, pos + len(names[j])))
@@ -138,11 +75,8 @@ class Prompt:
         )
 
     def unique_class_ids(self) -> list[int]:
-        """Ids of the distinct classes (first occurrences), in list order."""
-        seen: dict[str, int] = {}
-        for i, name in enumerate(self.classes):
-            seen.setdefault(name, i)
-        return list(seen.values())
+        """Ids of the classes, in list order (every class is distinct)."""
+        return list(range(len(self.classes)))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class CocoWriter:
         detections: Detections,
         *,
         image_id: int | None = None,
+        rles: Sequence[Mapping[str, Any]] | None = None,
     ) -> int:
         """Add one image and its detections; returns the image id.
 
@@ -127,6 +128,10 @@ class CocoWriter:
             detections: the image's detections with ``masks`` (bool (N, H, W)); ``height`` and
                 ``width`` come from ``detections.image_size``.
             image_id: the id to give the image (default: one more than the largest so far).
+            rles: the masks already encoded, one COCO RLE per detection (``{"size": [H, W],
+                "counts": str}`` as :meth:`Detections.to_dict` writes them), used instead of
+                ``detections.masks``: written as they are, ``area`` and ``bbox`` read from the
+                RLE by pycocotools; no mask is decoded.
 
         Raises:
             ValueError: the file name was added before, the id is taken, the masks are
@@ -141,7 +146,9 @@ class CocoWriter:
                 f"image {file_name!r} was already added (id {self._ids_by_file[file_name]}); "
                 f"check `file_name in writer` before adding when resuming"
             )
-        if detections.masks is None and len(detections):
+        if rles is not None and len(rles) != len(detections):
+            raise ValueError(f"{len(rles)} rles for {len(detections)} detections of {file_name!r}")
+        if detections.masks is None and rles is None and len(detections):
             raise ValueError(
                 f"COCO instance segmentation needs masks, but the detections of {file_name!r} "
                 f"have none: run the segment step (Pipeline.segment) first"
@@ -164,7 +171,7 @@ class CocoWriter:
         record = {"id": int(image_id), "file_name": file_name, "height": h, "width": w}
         record.update({k: v for k, v in info.items() if k not in record})
 
-        annotations = self._annotations_for(int(image_id), detections)
+        annotations = self._annotations_for(int(image_id), detections, rles)
         self._images.append(record)
         self._annotations.extend(annotations)
         self._ids_by_file[file_name] = int(image_id)
@@ -172,16 +179,25 @@ class CocoWriter:
         self._max_id = max(self._max_id, int(image_id))
         return int(image_id)
 
-    def _annotations_for(self, image_id: int, det: Detections) -> list[dict[str, Any]]:
+    def _annotations_for(
+        self, image_id: int, det: Detections, rles: Sequence[Mapping[str, Any]] | None
+    ) -> list[dict[str, Any]]:
         if len(det) == 0:
             return []
-        assert det.masks is not None
+        if rles is not None:  # encoded once, upstream: read area and box from the runs
+            from pycocotools import mask as mask_utils
+
+            segmentations = [{"size": list(r["size"]), "counts": r["counts"]} for r in rles]
+            areas = mask_utils.area(segmentations).astype(np.int64)
+            xywh = mask_utils.toBbox(segmentations).astype(np.float32)
+        else:
+            assert det.masks is not None
+            areas = mask_area(det.masks)
         keep = np.ones(len(det), dtype=bool)
         unknown = det.class_id < 0
         if self.unknown == "drop":
             self.dropped_unknown += int(unknown.sum())
             keep &= ~unknown
-        areas = mask_area(det.masks)
         empty = keep & (areas == 0)
         self.dropped_empty += int(empty.sum())
         keep &= areas > 0
@@ -192,7 +208,7 @@ class CocoWriter:
                 f"run the label step with this class list first"
             )
         idx = np.flatnonzero(keep)
-        boxes = xyxy_to_xywh(masks_to_xyxy(det.masks[idx]))
+        boxes = xywh[idx] if rles is not None else xyxy_to_xywh(masks_to_xyxy(det.masks[idx]))
         review = det.data.get("needs_review")
         out = []
         for k, i in enumerate(idx):
@@ -201,7 +217,7 @@ class CocoWriter:
                 "id": len(self._annotations) + len(out) + 1,
                 "image_id": image_id,
                 "category_id": cid + 1 if cid >= 0 else len(self.classes) + 1,
-                "segmentation": mask_to_rle(det.masks[i]),
+                "segmentation": segmentations[i] if rles is not None else mask_to_rle(det.masks[i]),
                 "area": int(areas[i]),
                 "bbox": [float(v) for v in boxes[k]],
                 "iscrowd": 0,

@@ -289,7 +289,7 @@ def generate_masks(
             per side.
         point_grids: explicit grids, one per layer, float (P, 2) (x, y) normalised to [0, 1].
         min_mask_region_area: if > 0, fill holes and remove islands smaller than this many
-            pixels, then de-duplicate again (needs ``opencv-python``).
+            pixels (with OpenCV, a dependency), then de-duplicate again.
 
     Returns:
         :class:`Detections` with ``masks`` bool (N, H, W) at the original size, ``xyxy``
@@ -304,7 +304,7 @@ def generate_masks(
     from segment_anything.utils.amg import build_all_layer_point_grids, generate_crop_boxes
     from torchvision.ops import batched_nms, box_area
 
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
     from grounded_sam.segmenters.amg_options import check_amg_options
 
     opts = check_amg_options(
@@ -342,15 +342,7 @@ def generate_masks(
                 f"generate_masks: point_grids has {len(grids)} grids but crop_n_layers="
                 f"{crop_n_layers} needs {crop_n_layers + 1} (one per layer)"
             )
-    if min_mask_region_area > 0:
-        try:
-            import cv2  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(
-                "min_mask_region_area > 0 needs OpenCV: pip install opencv-python-headless"
-            ) from exc
-
-    image = load_image(image)
+    image = as_rgb(image)
     h, w = image.shape[:2]
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), crop_n_layers, crop_overlap_ratio)
 

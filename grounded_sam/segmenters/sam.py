@@ -78,8 +78,7 @@ class SamSegmenter:
             ``grounded_sam.segmenters.fast_decoder`` (image-side work shared by all prompts,
             one resampling to the original size, reduced precision by ``decoder_dtype``)
             instead of SAM's own modules; None follows ``fast`` on a CPU and is False on other
-            devices (on an H200 the fast decoder took 9-10 ms for 16 boxes against 8 ms for
-            SAM's: too little work per call to gain there). The default (False) path is
+            devices (measured slower on a GPU: benchmarks/README.md, CUDA). The default (False) path is
             bit-identical to ``SamPredictor``; the fast one in float32 gives the same low-res
             logits up to float rounding and masks that differ from SAM's only along edges
             (one bilinear resampling instead of two). Decoders other than segment_anything's
@@ -195,9 +194,9 @@ class SamSegmenter:
         The image is resized with ``ResizeLongestSide`` and normalised and padded with
         ``Sam.preprocess``, exactly as ``SamPredictor.set_image`` does.
         """
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        return self._embed_array(load_image(image))
+        return self._embed_array(as_rgb(image))
 
     def _embed_array(self, img: np.ndarray) -> ImageEmbedding:
         """:meth:`embed` for an image already loaded by ``load_image`` (RGB uint8 (H, W, 3))."""

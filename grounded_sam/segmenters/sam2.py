@@ -138,9 +138,9 @@ class Sam2Segmenter:
     # ------------------------------------------------------------------ embedding
     def embed(self, image: Any) -> Sam2Embedding:
         """SAM 2's features of ``image`` (anything ``gs.load_image`` accepts), cached by content."""
-        from grounded_sam.image import load_image
+        from grounded_sam.image import as_rgb
 
-        return self._embed_array(load_image(image))
+        return self._embed_array(as_rgb(image))
 
     def _embed_array(self, img: np.ndarray) -> Sam2Embedding:
         from grounded_sam.image import image_content_key

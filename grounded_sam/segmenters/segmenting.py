@@ -30,11 +30,11 @@ def segment_detections(
     """
     import torch
 
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
     from grounded_sam.validation import check_detections
 
     check_detections("detections", detections)
-    img = load_image(image)
+    img = as_rgb(image)
     h, w = img.shape[:2]
     if detections.image_size not in ((0, 0), (h, w)):
         raise ValueError(
@@ -77,9 +77,9 @@ def segment_clicks(
     else decodes one. Returns ``mask`` bool (H, W), ``score`` and ``low_res_logits``
     float32 (1, 256, 256) (clipped to [-clamp, clamp] when ``clamp`` is given).
     """
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
 
-    img = load_image(image)
+    img = as_rgb(image)
     prompts, multimask = click_prompts(  # checked before any model runs
         points_xy,
         labels,

@@ -112,7 +112,7 @@ def check_amg_work(
 
 def check_prompt(prompt: Any, limits: Limits) -> list[str]:
     """The prompt's classes (``"cat . dog"`` -> ``["cat", "dog"]``), bounded in length and count."""
-    from grounded_sam.pipeline import parse_classes
+    from grounded_sam.classes import parse_classes
 
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be text such as 'cat . dog', got {prompt!r}")

@@ -60,11 +60,11 @@ def detect_segment(
         ``(detections, classes)``: boxes xyxy float32 (N, 4) pixels, masks bool (N, H, W),
         ``class_id`` into ``classes``, review flags in ``data``.
     """
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
     from grounded_sam.pipeline import Pipeline
 
     classes = check_prompt(prompt, limits)
-    image = load_image(image, max_pixels=limits.max_pixels)
+    image = as_rgb(image, max_pixels=limits.max_pixels)
     progress(0.05, desc="Loading models (first use only)")
     if detector == CLIP:
         det = manager.detector(CLIP, sam, score_threshold=clip_threshold, top_k=limits.max_boxes)
@@ -87,7 +87,7 @@ def detect_segment(
     progress(0.6, desc=f"Segmenting {len(boxes)} boxes")
     masks = pipe.segment(image, boxes)
     progress(0.9, desc="Labelling")
-    return pipe.label(masks, classes), classes
+    return pipe.label(masks, classes, prompt=prompt), classes
 
 
 def segment_points(
@@ -109,10 +109,10 @@ def segment_points(
     as ``mask_input`` with the next click. Points and the box are checked first (finite,
     inside the image, x1 < x2 and y1 < y2, labels 0 or 1, at most ``limits.max_points``).
     """
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
     from grounded_sam.masks import masks_to_xyxy
 
-    image = load_image(image, max_pixels=limits.max_pixels)
+    image = as_rgb(image, max_pixels=limits.max_pixels)
     pts, lab, box_arr = check_clicks(
         _as_list(points_xy), _as_list(labels), _as_list(box), image.shape[:2], limits
     )
@@ -149,10 +149,10 @@ def everything(
     ``pred_iou_thresh``, ``stability_score_thresh``, ``min_mask_region_area`` …); each is
     checked first, ``points_per_side`` and ``crop_n_layers`` against ``limits``.
     """
-    from grounded_sam.image import load_image
+    from grounded_sam.image import as_rgb
 
     amg_options = check_amg_options(amg_options, limits)
-    image = load_image(image, max_pixels=limits.max_pixels)
+    image = as_rgb(image, max_pixels=limits.max_pixels)
     options = {**manager.default_amg_options, **amg_options}
     check_amg_work(
         options.get("points_per_side", 32), options.get("crop_n_layers", 0), image.shape[:2], limits
