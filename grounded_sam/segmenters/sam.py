@@ -33,7 +33,11 @@ from grounded_sam.segmenters.sam_encoding import (
     parse_encoder_dtype,
 )
 from grounded_sam.segmenters.sam_loading import SAM_MODEL_TYPES as SAM_MODEL_TYPES
-from grounded_sam.segmenters.segmenting import segment_clicks, segment_detections
+from grounded_sam.segmenters.segmenting import (
+    cached_embedding,
+    segment_clicks,
+    segment_detections,
+)
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,23 +204,13 @@ class SamSegmenter:
 
     def _embed_array(self, img: np.ndarray) -> ImageEmbedding:
         """:meth:`embed` for an image already loaded by ``load_image`` (RGB uint8 (H, W, 3))."""
-        from grounded_sam.image import image_content_key
-
         check_sam_image_shape(img.shape[:2], self.transform.target_length)
-        key = image_content_key(img)
-        cached = self._cache.get(key)
-        if cached is not None:
-            with self._lock:
-                self.stats.cache_hits += 1
-            return cached
-        embedding = self._encode(img, key)
-        self._cache.put(key, embedding)
-        return embedding
+        return cached_embedding(self, img, self._encode)
 
     def _encode(self, img: np.ndarray, key: str) -> ImageEmbedding:
         sam = self._model_for_encoding()
         autocast = None if self.fast else self.dtype  # the fast encoder casts by itself
-        embedding = encode_image(
+        return encode_image(
             sam,
             self.transform,
             img,
@@ -225,9 +219,6 @@ class SamSegmenter:
             autocast_dtype=autocast,
             encoder=self._openvino_encoder,
         )
-        with self._lock:
-            self.stats.encoder_calls += 1
-        return embedding
 
     def _model_for_encoding(self) -> Sam:
         if not self.fast or self._fast_ready:

@@ -34,7 +34,11 @@ from grounded_sam.segmenters.sam2_loading import SAM2_MODEL_TYPES as SAM2_MODEL_
 from grounded_sam.segmenters.sam2_loading import require_sam2
 from grounded_sam.segmenters.sam2_prompts import sam2_point_prompts
 from grounded_sam.segmenters.sam_decoding import binary_masks
-from grounded_sam.segmenters.segmenting import segment_clicks, segment_detections
+from grounded_sam.segmenters.segmenting import (
+    cached_embedding,
+    segment_clicks,
+    segment_detections,
+)
 from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,19 +147,11 @@ class Sam2Segmenter:
         return self._embed_array(as_rgb(image))
 
     def _embed_array(self, img: np.ndarray) -> Sam2Embedding:
-        from grounded_sam.image import image_content_key
-
-        key = image_content_key(img)
-        cached = self._cache.get(key)
-        if cached is not None:
-            with self._lock:
-                self.stats.cache_hits += 1
-            return cached
-        embedding = encode_image(self.model, self.transforms, img, key, device=self.device)
-        with self._lock:
-            self.stats.encoder_calls += 1
-        self._cache.put(key, embedding)
-        return embedding
+        return cached_embedding(
+            self,
+            img,
+            lambda im, key: encode_image(self.model, self.transforms, im, key, device=self.device),
+        )
 
     def clear_cache(self) -> None:
         """Forget every cached embedding."""

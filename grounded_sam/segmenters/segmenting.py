@@ -9,12 +9,37 @@ Both segmenters provide ``embed(image)``, ``_embed_array(rgb_uint8)`` (cached by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from grounded_sam.segmenters.prompts import click_prompts, prompt_boxes
 from grounded_sam.types import Detections
+
+
+def cached_embedding(
+    segmenter: Any, img: np.ndarray, encode: Callable[[np.ndarray, str], Any]
+) -> Any:
+    """The embedding of ``img`` (RGB uint8 (H, W, 3)) from ``segmenter``'s content cache, or
+    ``encode(img, key)`` once, counted in ``segmenter.stats`` and cached.
+
+    Uses the segmenter's ``_cache`` (an ``LRUCache``), ``_lock`` and ``stats``
+    (``cache_hits``, ``encoder_calls``).
+    """
+    from grounded_sam.image import image_content_key
+
+    key = image_content_key(img)
+    cached = segmenter._cache.get(key)
+    if cached is not None:
+        with segmenter._lock:
+            segmenter.stats.cache_hits += 1
+        return cached
+    embedding = encode(img, key)
+    with segmenter._lock:
+        segmenter.stats.encoder_calls += 1
+    segmenter._cache.put(key, embedding)
+    return embedding
 
 
 def segment_detections(
