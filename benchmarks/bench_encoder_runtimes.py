@@ -13,7 +13,7 @@ and the IoU of masks decoded from it, against the reference.
 
 The runtimes are optional: ``pip install openvino onnxruntime onnx``; a missing one is
 reported and skipped. To see an AVX2-only CPU on a bigger one, cap the ISAs in the
-environment (``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2``;
+environment (``grounded_sam.runtime.AVX2_CAP_ENV``;
 OpenVINO and ONNX Runtime detect the CPU themselves: OpenVINO 2026.4 honours the oneDNN cap
 and then fails to compile the encoder (no Softmax kernel), so it cannot be measured that way;
 ONNX Runtime ignores the cap and shows as too fast).

@@ -73,8 +73,17 @@ def cpu_flags() -> frozenset[str]:
 
 # The instruction sets that decide which kernels run, in the order a reader compares CPUs.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-# oneDNN's ISA cap and ATen's kernel choice: set them to run as a smaller CPU would.
-ISA_LIMIT_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+# How to run as an AVX2-only CPU (an AMD EPYC without AVX-512) would on a bigger one: each
+# kernel library PyTorch uses has its own switch (oneDNN: GEMMs, convolutions, bf16; ATen: its
+# vectorised ops; MKL: BLAS; FBGEMM: dynamic int8 linears). scripts/test.sh's second pass sets
+# exactly these (tests/test_runtime.py checks that it does).
+AVX2_CAP_ENV = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+}
+ISA_LIMIT_ENV = tuple(AVX2_CAP_ENV)
 
 
 @functools.lru_cache(maxsize=1)

@@ -134,6 +134,17 @@ def test_an_isa_cap_turns_bf16_off_in_a_fresh_process():
     assert out[1].startswith("fast: float32 (")
 
 
+def test_ci_second_pass_caps_every_kernel_library():
+    """scripts/test.sh's AVX2 pass sets every variable of runtime.AVX2_CAP_ENV, as written."""
+    from pathlib import Path
+
+    script = (Path(__file__).parents[1] / "scripts" / "test.sh").read_text()
+    capped = script[script.index("again capped at AVX2") :]
+    for key, value in runtime.AVX2_CAP_ENV.items():
+        assert f"{key}={value}" in capped, key
+    assert set(runtime.ISA_LIMIT_ENV) == set(runtime.AVX2_CAP_ENV)
+
+
 def test_malloc_tuned(monkeypatch):
     for key in runtime.MALLOC_ENV:
         monkeypatch.delenv(key, raising=False)
