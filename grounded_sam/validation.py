@@ -78,14 +78,20 @@ def check_finite(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be finite; NaN or inf at index {bad} of {_short(value)}")
 
 
-def check_detections(name: str, value: Any) -> Any:
-    """``value`` itself when it is a :class:`grounded_sam.Detections`, else a ``TypeError``."""
+def check_detections(name: str, value: Any, image: Any = None) -> Any:
+    """``value`` itself when it is a :class:`grounded_sam.Detections` (of ``image``, an
+    (H, W, ...) array, when given), else a ``TypeError`` (``ValueError``: another size)."""
     from grounded_sam.types import Detections
 
     if not isinstance(value, Detections):
         raise TypeError(
             f"{name} must be grounded_sam.Detections (from detect(...) or Detections(xyxy=..., "
             f"...)), got {type(value).__name__}"
+        )
+    if image is not None and value.image_size != tuple(image.shape[:2]):
+        raise ValueError(
+            f"the {name} belong to an image of (H, W) = {value.image_size}, but this image "
+            f"is {tuple(image.shape[:2])}; pass the image they were detected on"
         )
     return value
 
