@@ -4,7 +4,8 @@ A component (detector, segmenter) keeps its settings in ``self.options``, an ins
 frozen dataclass derived from :class:`Options` whose ``check()`` is the one function that
 validates them (built from :mod:`grounded_sam.validation`). The constructor, a per-call
 override (``detector.with_options(box_threshold=0.2)``, ``pipe.detect(..., box_threshold=0.2)``)
-and an assignment (``detector.box_threshold = 0.2``) all go through it, so a web request's
+and an assignment (``detector.box_threshold = 0.2``, see :class:`Configurable`) all go
+through it, so a web request's
 ``box_threshold=5`` is refused exactly as the constructor refuses it.
 """
 
@@ -53,15 +54,33 @@ class Options:
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
-            owner = type(self).__name__.removesuffix("Options")
-            raise ValueError(f"{owner} has no option(s) {unknown}; its options are {names}")
+            raise ValueError(
+                f"{type(self).__name__} has no option(s) {unknown}; the options are {names}"
+            )
         return dataclasses.replace(self, **changes)
 
 
 class Configurable:
-    """Mixin of a component whose settings are ``self.options`` (an :class:`Options`)."""
+    """Mixin of a component whose settings are ``self.options`` (an :class:`Options`).
+
+    Each option reads as an attribute (``detector.box_threshold``); setting one replaces
+    ``self.options`` through its check (``detector.box_threshold = 5`` raises like the
+    constructor).
+    """
 
     options: Options
+
+    def __getattr__(self, name: str) -> Any:  # only for names not found the usual way
+        options = self.__dict__.get("options")
+        if options is not None and name in _names(options):
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        options = self.__dict__.get("options")
+        if options is not None and name in _names(options):
+            value, name = options.replace(**{name: value}), "options"
+        object.__setattr__(self, name, value)
 
     def with_options(self: C, **changes: Any) -> C:
         """The same component (models shared, not copied) with some options changed for one
@@ -74,14 +93,5 @@ class Configurable:
         return out
 
 
-def option_property(name: str, doc: str = "") -> property:
-    """An attribute that reads ``self.options.<name>`` and, when set, replaces the options
-    through their validation (``det.box_threshold = 5`` raises like the constructor)."""
-
-    def get(self: Any) -> Any:
-        return getattr(self.options, name)
-
-    def set_(self: Any, value: Any) -> None:
-        self.options = self.options.replace(**{name: value})
-
-    return property(get, set_, doc=doc or f"``options.{name}``")
+def _names(options: Options) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(options))

@@ -37,7 +37,7 @@ from grounded_sam.detectors.options import DEFAULT_TEMPLATES as DEFAULT_TEMPLATE
 from grounded_sam.detectors.options import ClipOptions
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
-from grounded_sam.options import Configurable, option_property
+from grounded_sam.options import Configurable
 from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.types import Detections
 
@@ -122,17 +122,6 @@ class ClipMaskDetector(Configurable):
         self.model_id = model_id or type(clip_model).__name__
         # text embedding of each (kind, model, templates..., name), as repr(key)
         self._text_cache: LRUCache[torch.Tensor] = LRUCache(_TEXT_CACHE_SIZE)
-
-    score_threshold = option_property("score_threshold")
-    templates = option_property("templates")
-    background_prompts = option_property("background_prompts")
-    batch_size = option_property("batch_size")
-    nms_threshold = option_property("nms_threshold")
-    top_k = option_property("top_k")
-    keep_proposal_masks = option_property("keep_proposal_masks")
-    amg_options = option_property("amg_options")
-    square_crops = option_property("square_crops")
-    logit_scale = option_property("logit_scale")
 
     @property
     def fill(self) -> tuple[int, int, int] | None:

@@ -28,7 +28,7 @@ from grounded_sam.detectors.phrases import Prompt, PromptTokens, build_phrases, 
 from grounded_sam.detectors.vocab_chunks import count_class_tokens, plan_chunks, reuse_backbone
 from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
 from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy
-from grounded_sam.options import Configurable, option_property
+from grounded_sam.options import Configurable
 from grounded_sam.precision import UNSET, Precision, from_legacy
 from grounded_sam.types import Detections
 
@@ -186,13 +186,6 @@ class GroundingDinoDetector(Configurable):
                 "map tokens to classes); build it with BertTokenizerFast / AutoTokenizer"
             )
         self.max_text_len = int(getattr(model.config, "max_text_len", 256))
-
-    box_threshold = option_property("box_threshold")
-    text_threshold = option_property("text_threshold")
-    nms = option_property("nms")
-    nms_iou = option_property("nms_iou")
-    top_k = option_property("top_k")
-    class_restricted = option_property("class_restricted")
 
     @property
     def fast(self) -> bool:
