@@ -46,8 +46,12 @@ def check_float(name: str, value: Any, *, low: float = -math.inf, high: float = 
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    if not math.isfinite(value) or not low <= value <= high:
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    if not low <= value <= high:
+        raise ValueError(
+            f"{name} must be in [{low:g}, {high:g}], got {value:g} (a finite number in that range)"
+        )
     return value
 
 
