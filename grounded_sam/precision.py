@@ -104,7 +104,13 @@ def dtype_name(dtype: Any) -> str | None:
     """``torch.bfloat16`` / ``"bfloat16"`` / ``"bf16"`` -> ``"bf16"``; None / ``"auto"`` -> None."""
     from grounded_sam.runtime import parse_dtype
 
-    parsed = parse_dtype(dtype)
+    try:
+        parsed = parse_dtype(dtype)
+    except ValueError:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; use 'fp32', 'bf16' or 'fp16' (or the torch dtype), or "
+            "better precision='fast-bf16' … (grounded_sam.precision)"
+        ) from None
     return (
         None
         if parsed is None
