@@ -1,7 +1,7 @@
 """grounded-sam web demo: text prompt -> boxes -> SAM masks, clicks -> a mask, everything mode.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--tiny-random] [--sam vit_b]
-                  [--no-download] [--device cpu|cuda] [--models-dir DIR] [--fast]
+                  [--no-download] [--device cpu|cuda] [--models-dir DIR] [--precision fast|...]
 
 Uploads are files, decoded once by ``grounded_sam.service.read_upload`` (``gs.load_image``
 after a size check and a format allow-list read from the content). Each request is bounded
@@ -256,6 +256,7 @@ def build_demo(
         return {
             "random_weights": manager.tiny_random,
             "fast": manager.fast,
+            "precision": manager.precision.name,
             "sam": manager.sam_names,
             "detectors": list(service.DETECTOR_KINDS),
             "loaded": manager.loaded(),
@@ -492,7 +493,7 @@ def ensure_default_models(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from grounded_sam.cli.common import FAST_HELP, THREADS_HELP, malloc_note, positive
+    from grounded_sam.cli.common import THREADS_HELP, add_precision_options, malloc_note, positive
 
     p = argparse.ArgumentParser(
         description="grounded-sam web demo: text prompt -> boxes -> SAM masks (and an API).",
@@ -527,17 +528,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if any)")
     p.add_argument("--models-dir", default=None, help="checkpoint folder (default: ./models)")
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help=FAST_HELP,
-    )
+    add_precision_options(p)
     p.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
     return p.parse_args(argv)
 
 
 def build_manager(args: argparse.Namespace) -> service.ModelManager:
     """The page's model manager for the command line ``args`` (models load on first use)."""
+    from grounded_sam.cli.common import precision_from_args
     from grounded_sam.models.registry import SAM_CHOICES
 
     sam_names = [args.sam] + [n for n in SAM_CHOICES if n != args.sam]
@@ -547,7 +545,7 @@ def build_manager(args: argparse.Namespace) -> service.ModelManager:
         models_dir=args.models_dir,
         sam_names=sam_names,
         grounding_dino=args.grounding_dino,
-        fast=args.fast,
+        precision=precision_from_args(args),
     )
 
 

@@ -239,6 +239,27 @@ class Detections:
         groups = None if class_agnostic else self.class_id
         return self[nms(self.xyxy, self.scores, iou_threshold, groups)]
 
+    def with_min_mask_area(self, min_area: int) -> Detections:
+        """The detections whose mask covers at least ``min_area`` pixels (all when
+        ``min_area`` <= 0 or there are no masks)."""
+        from grounded_sam.masks import mask_area
+
+        if min_area <= 0 or self.masks is None or not len(self):
+            return self
+        return self[mask_area(self.masks) >= min_area]
+
+    def with_mask_boxes(self) -> Detections:
+        """``xyxy`` replaced by the tight pixel-edge box of each mask; a detection whose mask
+        is empty keeps its box. Without masks, the detections as they are."""
+        from grounded_sam.masks import masks_to_xyxy
+
+        if self.masks is None or not len(self):
+            return self
+        tight = masks_to_xyxy(self.masks)
+        empty = ~self.masks.reshape(len(self), -1).any(axis=1)
+        tight[empty] = self.xyxy[empty]
+        return self.replace(xyxy=tight)
+
     # ------------------------------------------------------------------ container protocol
     def __len__(self) -> int:
         return len(self.xyxy)

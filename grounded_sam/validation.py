@@ -46,8 +46,12 @@ def check_float(name: str, value: Any, *, low: float = -math.inf, high: float = 
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    if not math.isfinite(value) or not low <= value <= high:
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    if not low <= value <= high:
+        raise ValueError(
+            f"{name} must be in [{low:g}, {high:g}], got {value:g} (a finite number in that range)"
+        )
     return value
 
 
@@ -78,14 +82,20 @@ def check_finite(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be finite; NaN or inf at index {bad} of {_short(value)}")
 
 
-def check_detections(name: str, value: Any) -> Any:
-    """``value`` itself when it is a :class:`grounded_sam.Detections`, else a ``TypeError``."""
+def check_detections(name: str, value: Any, image: Any = None) -> Any:
+    """``value`` itself when it is a :class:`grounded_sam.Detections` (of ``image``, an
+    (H, W, ...) array, when given), else a ``TypeError`` (``ValueError``: another size)."""
     from grounded_sam.types import Detections
 
     if not isinstance(value, Detections):
         raise TypeError(
             f"{name} must be grounded_sam.Detections (from detect(...) or Detections(xyxy=..., "
             f"...)), got {type(value).__name__}"
+        )
+    if image is not None and value.image_size != tuple(image.shape[:2]):
+        raise ValueError(
+            f"the {name} belong to an image of (H, W) = {value.image_size}, but this image "
+            f"is {tuple(image.shape[:2])}; pass the image they were detected on"
         )
     return value
 

@@ -70,8 +70,51 @@ FAST_HELP = (
     "optimised inference: SAM's encoder and decoder and Grounding DINO in bfloat16 on CPUs "
     "with AMX/AVX512-BF16, fused kernels (on GPUs: SAM's encoder in bf16/fp16); boxes and "
     "masks are close to, not equal to, the exact default (GROUNDED_SAM_FORCE_FP32=1 keeps "
-    "float32)"
+    "float32). The same as --precision fast"
 )
+PRECISION_HELP = (
+    "exact (default: the original models' float32 arithmetic); fast (the optimised paths in "
+    "the dtype the hardware runs fastest: bf16 on CPUs with AMX/AVX512-BF16, else fp32); "
+    "fast-fp32, fast-bf16, fast-fp16 (the optimised paths in that dtype); autocast-bf16, "
+    "autocast-fp16 (SAM's own image encoder under torch.autocast). Part of a labelling "
+    "run's configuration: a run resumes only with the same choice"
+)
+
+
+def add_precision_options(group: argparse._ActionsContainer, *, dtype: bool = False) -> None:
+    """``--precision`` and its short form ``--fast`` (with ``dtype``: the older ``--dtype``,
+    which :func:`precision_from_args` folds in)."""
+    from grounded_sam.precision import PRECISIONS
+
+    group.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    group.add_argument("--fast", action="store_true", help=FAST_HELP)
+    if dtype:
+        group.add_argument(
+            "--dtype",
+            default=None,
+            choices=("fp32", "bf16", "fp16"),
+            help="older spelling: with --fast, --precision fast-DTYPE; without, "
+            "--precision autocast-DTYPE (fp32: exact)",
+        )
+
+
+def precision_from_args(args: argparse.Namespace) -> str:
+    """The ``--precision`` the command line means: ``--precision`` itself, else ``--fast`` /
+    ``--dtype`` spelled as one (``--fast --dtype bf16`` -> ``"fast-bf16"``).
+
+    Raises:
+        UsageError: ``--precision`` together with ``--fast`` or ``--dtype``.
+    """
+    dtype = getattr(args, "dtype", None)
+    if args.precision is not None:
+        if args.fast or dtype:
+            raise UsageError("give --precision alone, without --fast or --dtype")
+        return args.precision
+    if args.fast:
+        return f"fast-{dtype}" if dtype else "fast"
+    return f"autocast-{dtype}" if dtype and dtype != "fp32" else "exact"
+
+
 THREADS_HELP = (
     "CPU threads for the models (default: PyTorch's, one per core). On a machine shared "
     "with other work give the number of free cores: with 2 threads on a 2-core machine "

@@ -11,15 +11,16 @@ from grounded_sam.cli.common import (
     EXIT_CODES,
     EXIT_OK,
     EXIT_SKIPPED,
-    FAST_HELP,
     THREADS_HELP,
     Formatter,
     UsageError,
+    add_precision_options,
     add_report_options,
     comma_list,
     malloc_note,
     non_negative,
     positive,
+    precision_from_args,
     unit,
 )
 from grounded_sam.models import registry
@@ -196,19 +197,8 @@ def add_label(commands: Any) -> None:
     models.add_argument(
         "--device", help="cpu, cuda, cuda:1 … (default: cuda when available, else cpu)"
     )
-    models.add_argument(
-        "--fast",
-        action="store_true",
-        help=FAST_HELP + ". Part of the configuration: a run resumes only with the same choice",
-    )
+    add_precision_options(models, dtype=True)
     models.add_argument("--threads", type=positive, metavar="N", help=THREADS_HELP)
-    models.add_argument(
-        "--dtype",
-        default=None,
-        choices=("fp32", "bf16", "fp16"),
-        help="compute dtype of SAM's image encoder (default: fp32; with --fast: bf16 where "
-        "the hardware runs it fast, else fp32), and of its fast decoder with --fast",
-    )
     models.add_argument(
         "--models-dir",
         metavar="DIR",
@@ -307,27 +297,15 @@ def cmd_label(args: argparse.Namespace) -> int:
         if v is not None
     }
     images = args.images[0] if len(args.images) == 1 else args.images
+    precision = precision_from_args(args)  # a usage error before any image is listed
     list_images(images, exclude=args.out)  # no images: fail before loading models for minutes
+    models = {"device": args.device, "precision": precision, "detector_options": detector_options}
     if args.tiny_random:
-        pipe = gs.Pipeline.tiny_random(
-            classes,
-            "clip" if clip else "grounding-dino",
-            device=args.device,
-            detector_options=detector_options,
-            fast=args.fast,
-            sam=args.sam,
-            **options,
-        )
+        kind = "clip" if clip else "grounding-dino"
+        pipe = gs.Pipeline.tiny_random(classes, kind, sam=args.sam, **models, **options)
     else:
         pipe = gs.Pipeline.from_registry(
-            sam=args.sam,
-            detector=args.detector,
-            device=args.device,
-            models_dir=args.models_dir,
-            detector_options=detector_options,
-            segmenter_options={"dtype": args.dtype} if args.dtype else None,
-            fast=args.fast,
-            **options,
+            args.sam, args.detector, models_dir=args.models_dir, **models, **options
         )
     summary = gs.auto_label(
         pipe,

@@ -23,6 +23,8 @@ that the pipeline segments the boxes again with SAM's decoder (the design's flow
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,28 +32,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grounded_sam.classes import parse_classes
+from grounded_sam.detectors.options import DEFAULT_BACKGROUND_PROMPTS as DEFAULT_BACKGROUND_PROMPTS
+from grounded_sam.detectors.options import DEFAULT_TEMPLATES as DEFAULT_TEMPLATES
+from grounded_sam.detectors.options import ClipOptions
 from grounded_sam.masks import masks_to_xyxy
 from grounded_sam.models import clip_loading
+from grounded_sam.options import Configurable
 from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.types import Detections
-from grounded_sam.validation import check_int, check_unit
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a photo of the {}.",
-    "a cropped photo of a {}.",
-    "a close-up photo of a {}.",
-)
-DEFAULT_BACKGROUND_PROMPTS: tuple[str, ...] = ("background", "a photo of nothing")
 # open_clip's OPENAI_DATASET_MEAN, the fill colour when the preprocess transform shows none.
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _TEXT_CACHE_SIZE = 4096
 
 
-class ClipMaskDetector:
+class ClipMaskDetector(Configurable):
     """Open-vocabulary detection by scoring SAM's automatic masks with CLIP.
 
     Args:
@@ -102,40 +100,57 @@ class ClipMaskDetector:
         logit_scale: float | None = None,
         model_id: str | None = None,
     ) -> None:
-        templates = tuple(templates)
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError(
-                f"templates must be a non-empty list of strings with '{{}}' for the class "
-                f"name, got {templates!r}"
-            )
-        from grounded_sam.segmenters.amg_options import check_amg_options
-
-        batch_size = check_int("batch_size", batch_size, low=1)
-        if top_k is not None:
-            top_k = check_int("top_k", top_k, low=0)
-        score_threshold = check_unit("score_threshold", score_threshold)
-        if nms_threshold is not None:
-            nms_threshold = check_unit("nms_threshold", nms_threshold)
-        amg_options = check_amg_options(dict(amg_options or {}))
+        self.options = ClipOptions(
+            score_threshold=score_threshold,
+            templates=tuple(templates),
+            background_prompts=tuple(background_prompts),
+            batch_size=batch_size,
+            nms_threshold=nms_threshold,
+            top_k=top_k,
+            keep_proposal_masks=keep_proposal_masks,
+            amg_options=dict(amg_options or {}),
+            background_fill=background_fill,
+            square_crops=square_crops,
+            logit_scale=logit_scale,
+        )
         self.segmenter = segmenter
         self.clip_model = clip_model
         self.preprocess = preprocess
         self.tokenizer = tokenizer
-        self.score_threshold = float(score_threshold)
-        self.templates = templates
-        self.background_prompts = tuple(background_prompts)
-        self.batch_size = int(batch_size)
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        self.keep_proposal_masks = keep_proposal_masks
-        self.amg_options = dict(amg_options or {})
-        self.fill = _fill_colour(background_fill, preprocess)
-        self.square_crops = square_crops
-        self.logit_scale = logit_scale
+        self.fill  # noqa: B018  (a bad background_fill fails here, not on the first crop)
         # Names the model in repr and in Pipeline.config (stable across runs: no object id).
         self.model_id = model_id or type(clip_model).__name__
         # text embedding of each (kind, model, templates..., name), as repr(key)
         self._text_cache: LRUCache[torch.Tensor] = LRUCache(_TEXT_CACHE_SIZE)
+
+    @property
+    def fill(self) -> tuple[int, int, int] | None:
+        """The RGB fill colour of ``background_fill`` (read from ``preprocess`` for "mean")."""
+        return _fill_colour(self.options.background_fill, self.preprocess)
+
+    def config(self) -> dict[str, Any]:
+        """The settings that change this detector's output, JSON-able (a resume fingerprint's
+        part): the options (``fill`` as the resolved colour), ``model_id`` and the CLIP
+        model's parameter count; the same keys as fingerprinted before ``config()`` existed."""
+        options = dataclasses.asdict(self.options)
+        del options["background_fill"]
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        fill = self.fill
+        params = getattr(self.clip_model, "parameters", None)
+        return {
+            **options,
+            "amg_options": _plain(self.options.amg_options),
+            "fill": None if fill is None else [int(c) for c in fill],
+            "model_id": self.model_id,
+            "params": sum(int(p.numel()) for p in params()) if callable(params) else 0,
+        }
+
+    def with_segmenter(self, segmenter: Any) -> ClipMaskDetector:
+        """The same detector (CLIP model, options and text-embedding cache shared) proposing
+        regions with another segmenter."""
+        out = copy.copy(self)
+        out.segmenter = segmenter
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -348,6 +363,11 @@ class ClipMaskDetector:
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _plain(options: Any) -> dict[str, Any]:
+    """Automatic-mask options as JSON values (``point_grids`` arrays as nested lists)."""
+    return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in sorted(options.items())}
 
 
 def _fill_colour(

@@ -14,6 +14,7 @@ ever downloaded here, and the original ``groundingdino-py`` package is not neede
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -22,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from grounded_sam.detectors.options import GroundingDinoOptions
 from grounded_sam.detectors.phrases import Prompt, PromptTokens, build_phrases, score_queries
 from grounded_sam.detectors.vocab_chunks import count_class_tokens, plan_chunks, reuse_backbone
 from grounded_sam.errors import CheckpointError, MissingCheckpointError, PromptError
 from grounded_sam.geometry import clip_xyxy, cxcywh_norm_to_xyxy
+from grounded_sam.options import Configurable
+from grounded_sam.precision import UNSET, Precision, from_legacy
 from grounded_sam.types import Detections
-from grounded_sam.validation import check_int, check_unit
 
-_NMS_MODES = (None, "class", "agnostic")
 # Files from_pretrained hands to from_original: the original code's checkpoints.
 _ORIGINAL_SUFFIXES = (".pth", ".pt")
 
@@ -92,7 +94,7 @@ def missing_model_files(directory: str | Path) -> list[str]:
     return missing
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(Configurable):
     """Open-vocabulary detection: an image and a text prompt in, :class:`Detections` out.
 
     Args:
@@ -124,13 +126,18 @@ class GroundingDinoDetector:
             prefers a separator token is lost.
         device: move the model there (e.g. ``"cuda"``); ``None`` leaves it where it is.
         dtype: cast the model (e.g. ``torch.bfloat16``); ``None`` leaves it as it is.
-        fast: run the model through
+        precision: ``"exact"`` (default), ``"fast"``, ``"fast-fp32"``, ``"fast-bf16"`` …
+            (:mod:`grounded_sam.precision`). The fast ones run the model through
             :func:`~grounded_sam.detectors.fast_grounding_dino.optimize_grounding_dino`
-            (deformable attention without grid_sample; bf16 autocast with float32 box heads
-            and logits where the hardware has bf16). Applied in place on the first
-            ``detect``/``forward``. Off by default.
-        fast_dtype: compute dtype of the fast path (``None``/"auto", "bf16", "fp32", ...);
-            ``GROUNDED_SAM_FORCE_FP32=1`` forces float32.
+            (deformable attention without grid_sample; autocast with float32 box heads and
+            logits in the setting's dtype), applied in place on the first ``detect``/
+            ``forward``; ``"autocast-*"`` runs this model exact. ``fast=`` / ``fast_dtype=``
+            are the deprecated spellings.
+
+    Options (thresholds, ``nms``, ``top_k`` …) are ``self.options``, a frozen
+    :class:`~grounded_sam.detectors.options.GroundingDinoOptions` checked by one function;
+    :meth:`with_options` gives a copy for one request that shares the model, and
+    :meth:`config` the JSON-able settings a resume fingerprint is made of.
 
     Thread safety: ``detect`` keeps no per-request state on the detector; concurrent calls
     on one detector are safe as far as the model's forward is (PyTorch inference is).
@@ -149,24 +156,25 @@ class GroundingDinoDetector:
         class_restricted: bool = False,
         device: Any = None,
         dtype: Any = None,
-        fast: bool = False,
-        fast_dtype: Any = None,
+        precision: str | Precision | None = None,
+        fast: Any = UNSET,
+        fast_dtype: Any = UNSET,
     ):
-        self.fast = bool(fast)
+        self.options = GroundingDinoOptions(
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+            nms=nms,
+            nms_iou=nms_iou,
+            top_k=top_k,
+            class_restricted=class_restricted,
+        )
+        self.precision = from_legacy(
+            precision, owner="GroundingDinoDetector", fast=fast, dtype=fast_dtype
+        )
         if self.fast:
-            from grounded_sam.runtime import parse_dtype, warn_if_bf16_is_emulated
+            from grounded_sam.runtime import warn_if_bf16_is_emulated
 
-            parse_dtype(fast_dtype)  # a bad spelling fails here, not at the first detect
-            warn_if_bf16_is_emulated(fast_dtype)
-        self.fast_dtype = fast_dtype
-        self.box_threshold = check_unit("box_threshold", box_threshold)
-        self.text_threshold = check_unit("text_threshold", text_threshold)
-        if nms not in _NMS_MODES:
-            raise ValueError(f"nms must be one of {_NMS_MODES}, got {nms!r}")
-        self.nms = nms
-        self.nms_iou = check_unit("nms_iou", nms_iou)
-        self.top_k = None if top_k is None else check_int("top_k", top_k, low=1)
-        self.class_restricted = bool(class_restricted)
+            warn_if_bf16_is_emulated(self.fast_dtype)
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         self.model = model.eval()
@@ -178,6 +186,29 @@ class GroundingDinoDetector:
                 "map tokens to classes); build it with BertTokenizerFast / AutoTokenizer"
             )
         self.max_text_len = int(getattr(model.config, "max_text_len", 256))
+
+    @property
+    def fast(self) -> bool:
+        """Whether the optimised path runs (``precision`` ``"fast*"``)."""
+        return self.precision.fast
+
+    @property
+    def fast_dtype(self) -> str | None:
+        """The fast path's dtype (``"bf16"`` …; None: the hardware's fastest)."""
+        return self.precision.dtype if self.precision.fast else None
+
+    def config(self) -> dict[str, Any]:
+        """The settings that change this detector's output, JSON-able (a resume fingerprint's
+        part): the options, the precision (``fast``, ``fast_dtype``), the model's text length
+        and parameter count. The same keys as the settings fingerprinted before ``config()``
+        existed, so output folders labelled then still resume."""
+        return {
+            **dataclasses.asdict(self.options),
+            "fast": self.fast,
+            "fast_dtype": self.fast_dtype,
+            "max_text_len": self.max_text_len,
+            "params": sum(int(p.numel()) for p in self.model.parameters()),
+        }
 
     # ------------------------------------------------------------------ loading
     @classmethod

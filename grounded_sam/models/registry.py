@@ -337,9 +337,12 @@ REGISTRY: Mapping[str, ModelEntry] = MappingProxyType(
     }
 )
 
-# The SAM models the CLI's --sam and the app's dropdown offer: SAM's model types (registry
-# names sam_<type>) and the SAM 2.1 registry names.
-SAM_CHOICES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h", *_SAM2)
+# The one list of SAM model types (registry names sam_<type>), smallest first: what
+# segment_anything builds, the CLI's --sam and the app's dropdown offer.
+SAM_MODEL_TYPES: tuple[str, ...] = tuple(reversed(_SAM))
+# The SAM models the CLI's --sam and the app's dropdown offer: SAM's model types and the
+# SAM 2.1 registry names.
+SAM_CHOICES: tuple[str, ...] = (*SAM_MODEL_TYPES, *_SAM2)
 
 # What the app and the CLI use when the user names no model, per kind.
 DEFAULTS: Mapping[str, str] = MappingProxyType(

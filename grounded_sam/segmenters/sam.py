@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grounded_sam.precision import UNSET, Precision, from_legacy
 from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.segmenters.prompts import prepare_prompts
 from grounded_sam.segmenters.sam_decoding import binary_masks, fast_decode_fn, upscale_to_original
@@ -67,35 +68,28 @@ class SamSegmenter:
         sam: a built ``segment_anything.modeling.Sam`` (put in eval mode here).
         cache_size: how many image embeddings to keep (LRU by image content); 0 disables.
         device: where to run (the model is moved there); None keeps the model's device.
-        dtype: None / ``torch.float32`` / ``"fp32"``, or ``torch.bfloat16`` / ``"bf16"``,
-            ``torch.float16`` / ``"fp16"``: the image encoder then runs under
-            ``torch.autocast`` on the device type. Embeddings are stored as float32; the
-            prompt encoder runs in float32, and so does the mask decoder unless
-            ``fast_decoder`` (see ``decoder_dtype``).
+        precision: ``"exact"`` (default: ``SamPredictor``'s arithmetic, bit for bit),
+            ``"fast"``, ``"fast-fp32"``, ``"fast-bf16"``, ``"fast-fp16"``, ``"autocast-bf16"``,
+            ``"autocast-fp16"`` (table: :mod:`grounded_sam.precision`). ``fast*`` switches the
+            image encoder to ``grounded_sam.segmenters.fast_sam.optimize_sam``'s on the first
+            ``embed`` (it modifies ``sam`` in place) and, on a CPU, decodes and upscales masks
+            with ``grounded_sam.segmenters.fast_decoder`` (image-side work shared by all
+            prompts, one resampling to the original size: the same low-res logits up to
+            rounding in float32, masks that differ along edges; slower on a GPU, so off
+            there: benchmarks/README.md). The dtype suffix is the compute dtype of both
+            (none: bfloat16 on CPUs with AMX/AVX512-BF16, float32 on other CPUs, the GPU's
+            best); ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. ``autocast-*`` runs SAM's
+            own encoder under ``torch.autocast``. Embeddings, logits and IoU predictions are
+            float32 either way. Decoders other than segment_anything's ``MaskDecoder`` always
+            take the exact path.
         max_batch: prompts per mask decoder call; more are split into chunks of this size.
-        fast: switch the image encoder to the optimised one of
-            ``grounded_sam.segmenters.fast_sam.optimize_sam`` on the first ``embed`` (it
-            modifies ``sam`` in place). ``dtype`` is then handed to it (None: it picks the
-            fastest for the device) instead of running under ``torch.autocast``. Also the
-            default of ``fast_decoder``.
-        fast_decoder: decode and upscale masks with
-            ``grounded_sam.segmenters.fast_decoder`` (image-side work shared by all prompts,
-            one resampling to the original size, reduced precision by ``decoder_dtype``)
-            instead of SAM's own modules; None follows ``fast`` on a CPU and is False on other
-            devices (measured slower on a GPU: benchmarks/README.md, CUDA). The default (False) path is
-            bit-identical to ``SamPredictor``; the fast one in float32 gives the same low-res
-            logits up to float rounding and masks that differ from SAM's only along edges
-            (one bilinear resampling instead of two). Decoders other than segment_anything's
-            ``MaskDecoder`` always take the default path.
         encoder_runtime: which image encoder ``fast`` runs on a CPU: "torch" (the default:
             ours, ``optimize_sam``) or "openvino" (``grounded_sam.segmenters.openvino_encoder``:
             OpenVINO's fp32 compilation of the same encoder, the optional ``openvino`` extra;
             an opt-in for CPUs without bf16 kernels, see benchmarks/README.md).
-        decoder_dtype: compute dtype of the fast decoder: None follows ``dtype`` when that
-            was given, else "auto" (bfloat16 on CPUs with AMX/AVX512-BF16 and on GPUs that
-            support it, float16 on other GPUs, float32 elsewhere); "fp32", "bf16", "fp16" or a
-            ``torch.dtype`` explicitly. ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. Logits
-            and IoU predictions are returned as float32 either way.
+        dtype / fast / fast_decoder / decoder_dtype: deprecated spellings of ``precision``
+            (:func:`grounded_sam.precision.from_legacy`; ``fast_decoder`` and
+            ``decoder_dtype`` still override the decoder's part).
     """
 
     def __init__(
@@ -104,12 +98,13 @@ class SamSegmenter:
         *,
         cache_size: int = 4,
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
+        precision: str | Precision | None = None,
         max_batch: int = 64,
-        fast: bool = False,
-        fast_decoder: bool | None = None,
-        decoder_dtype: str | torch.dtype | None = None,
         encoder_runtime: str = "torch",
+        dtype: Any = UNSET,
+        fast: Any = UNSET,
+        fast_decoder: Any = UNSET,
+        decoder_dtype: Any = UNSET,
     ):
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
@@ -119,6 +114,16 @@ class SamSegmenter:
 
         max_batch = check_int("max_batch", max_batch, low=1)
         cache_size = check_int("cache_size", cache_size, low=0)
+        self.precision = from_legacy(
+            precision,
+            owner="SamSegmenter",
+            fast=fast,
+            dtype=dtype,
+            fast_decoder=fast_decoder,
+            decoder_dtype=decoder_dtype,
+        )
+        fast, dtype = self.precision.fast, self.precision.dtype
+        fast_decoder, decoder_dtype = self.precision.fast_decoder, self.precision.decoder_dtype
         self.device = torch.device(device) if device is not None else sam.device
         self.sam = sam.to(self.device).eval()
         self.dtype = parse_encoder_dtype(dtype)
@@ -183,6 +188,20 @@ class SamSegmenter:
     def cache(self) -> LRUCache[ImageEmbedding]:
         """The embedding cache (``len``, ``keys()``, ``clear()``, ``hits``, ``misses``)."""
         return self._cache
+
+    def config(self) -> dict[str, Any]:
+        """The settings that change this segmenter's masks, JSON-able (a resume fingerprint's
+        part): encoder dtype, runtime, ``fast`` / ``fast_decoder`` (the precision) and
+        ``max_batch``, and the model's parameter count; the same keys as fingerprinted before
+        ``config()`` existed. Cache size and counters change no output and are left out."""
+        return {
+            "dtype": str(self.dtype),
+            "encoder_runtime": self.encoder_runtime,
+            "fast": self.fast,
+            "fast_decoder": self.fast_decoder,
+            "max_batch": self.max_batch,
+            "params": sum(int(p.numel()) for p in self.sam.parameters()),
+        }
 
     def __repr__(self) -> str:
         return (

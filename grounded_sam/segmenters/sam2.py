@@ -133,6 +133,15 @@ class Sam2Segmenter:
         """The embedding cache (``len``, ``keys()``, ``clear()``, ``hits``, ``misses``)."""
         return self._cache
 
+    def config(self) -> dict[str, Any]:
+        """The settings that change this segmenter's masks, JSON-able (a resume fingerprint's
+        part): ``mask_threshold``, ``max_batch`` and the model's parameter count."""
+        return {
+            "mask_threshold": self.mask_threshold,
+            "max_batch": self.max_batch,
+            "params": sum(int(p.numel()) for p in self.model.parameters()),
+        }
+
     def __repr__(self) -> str:
         return (
             f"Sam2Segmenter(device={self.device}, max_batch={self.max_batch},"

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grounded_sam.errors import MissingCheckpointError
+from grounded_sam.models.registry import SAM_MODEL_TYPES as SAM_MODEL_TYPES  # the one list
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
     from segment_anything.modeling import Sam
 
-SAM_MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
 
 
 def build_sam(
