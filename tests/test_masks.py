@@ -196,3 +196,30 @@ def test_rle_of_noisy_and_huge_masks_matches_pycocotools(seed):
         np.testing.assert_array_equal(
             rle_to_mask(dict(theirs, counts=theirs["counts"].encode())), mask
         )
+
+
+def _golden_names() -> list[str]:
+    import json
+
+    from _rle_cases import GOLDEN
+
+    return list(json.loads(GOLDEN.read_text()))
+
+
+@pytest.mark.parametrize("name", _golden_names())
+def test_rle_strings_area_and_box_equal_the_golden_ones(name):
+    """The strings the package's own codec wrote before pycocotools took over (see
+    tests/_rle_cases.py): same counts, same area, same box, and the string decodes back."""
+    import json
+
+    from _rle_cases import GOLDEN, cases, digest
+
+    expected = json.loads(GOLDEN.read_text())[name]
+    mask = cases()[name]
+    assert digest(mask) == expected["mask_sha256"], f"the recipe of {name!r} changed, not the codec"
+    rle = mask_to_rle(mask)
+    assert rle == {"size": expected["size"], "counts": expected["counts"]}
+    assert isinstance(rle["counts"], str)
+    assert int(mask_area(mask[None])[0]) == expected["area"]
+    assert masks_to_xyxy(mask[None])[0].tolist() == expected["xyxy"]
+    np.testing.assert_array_equal(rle_to_mask(rle), mask)
