@@ -26,9 +26,13 @@ glibc malloc is tuned first, as ``grounded-sam label`` does (``--no-malloc-tunin
 
     python benchmarks/bench_pipeline.py [--detector clip|grounding-dino] [--images 6]
         [--rounds 1] [--threads 2] [--device cpu] [--points-per-side 8] [--top-k 20]
-        [--no-fast] [--no-malloc-tuning]
+        [--no-fast] [--no-malloc-tuning] [--tiny]
 
-Grounding DINO costs 13-30 s per image on 2 cores (fp32): use e.g. ``--images 3``. With
+``--tiny`` swaps in the tiny random models of ``Pipeline.tiny_random`` (Grounding DINO's
+thresholds at 0, so every image gets ``--top-k`` detections to segment and export): the
+pipeline's calls take little time and the seconds per image outside them (the library's own
+work per image) can be measured in a minute. Grounding DINO costs 13-30 s per image on 2 cores
+(fp32): use e.g. ``--images 3``. With
 random weights SAM's automatic masks are near-identical (whole-image), so the CLIP detector
 keeps about one detection per image: that run weighs the image encoder and the proposal
 decoding; Grounding DINO's gives ``--top-k`` boxes per image to segment.
@@ -104,10 +108,23 @@ def build_pipelines(args: argparse.Namespace) -> dict[str, Any]:
     models are deep copies, optimised in place on their first call."""
     import grounded_sam as gs
 
-    sam = build_sam("vit_b")
     device = args.device
     pipes: dict[str, Any] = {}
     kinds = ("exact",) if args.no_fast else ("exact", "fast")
+    if args.tiny:  # tiny random models: the models' share is small, the rest is what shows
+        detector = "clip" if args.detector == "clip" else "grounding-dino"
+        options = {"box_threshold": 0.0, "text_threshold": 0.0} if detector != "clip" else {}
+        for kind in kinds:
+            pipes[kind] = gs.Pipeline.tiny_random(
+                CLASSES,
+                detector,
+                device=device,
+                fast=kind == "fast",
+                detector_options=options,
+                top_k=args.top_k,
+            )
+        return pipes
+    sam = build_sam("vit_b")
     if args.detector == "clip":
         clip_model, preprocess, tokenizer = build_clip()
         clip_model = clip_model.to(device)  # not modified by either path: shared
@@ -174,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points-per-side", type=int, default=8, help="clip: SAM's proposal grid")
     p.add_argument("--top-k", type=int, default=20, help="detections segmented per image")
     p.add_argument("--no-fast", action="store_true", help="skip the auto_label-fast variant")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny random models (Pipeline.tiny_random) instead of full-size ones: measures "
+        "the seconds per image outside the pipeline in seconds, not hours",
+    )
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc as is")
     args = p.parse_args(argv)
     if args.images < 1 or args.rounds < 1:
@@ -193,8 +216,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.detector == "clip"
         else "Grounding DINO Swin-T/BERT-base (800x1333 input)"
     )
+    what = (
+        f"tiny SAM + tiny {args.detector} (Pipeline.tiny_random)"
+        if args.tiny
+        else f"SAM ViT-B + {what}"
+    )
     print(
-        f"   SAM ViT-B + {what}, random weights, on {args.device}; top_k {args.top_k}; "
+        f"   {what}, random weights, on {args.device}; top_k {args.top_k}; "
         f"prompt {PROMPT!r}\n"
         f"   {args.images} JPEGs of {', '.join(f'{w}x{h}' for h, w in SIZES[: args.images])}"
         f"{' …' if args.images > len(SIZES) else ''}; {args.rounds} round(s) per variant; "

@@ -130,23 +130,44 @@ def test_each_image_is_decoded_once(pipe, tmp_path, monkeypatch):
 
 
 def test_coco_only_decodes_no_mask(pipe, tmp_path, monkeypatch):
+    """The state record's RLE goes into the COCO file as it is, area and box read from the
+    runs: neither our decoder nor pycocotools' is called, and the record's RLE, area and box
+    are the annotation's."""
+    import pycocotools.mask
+
     import grounded_sam.export.coco
     import grounded_sam.masks
     import grounded_sam.types
+    from grounded_sam.autolabel import list_images
+    from grounded_sam.autolabel.state import STATE_DIR, read_json, record_path
 
     images = plain_pngs(tmp_path / "in", 2, seed=2)
     modules = (grounded_sam.masks, grounded_sam.types, grounded_sam.export.coco)
     real, decodes = record_calls(monkeypatch, "rle_to_mask", *modules)
+    _, coco_decodes = record_calls(monkeypatch, "decode", pycocotools.mask)
     out = tmp_path / "out"
     summary = gs.auto_label(pipe, images, CLASSES, out, formats="coco", progress=False)
     assert summary.images_labelled == 2 and summary.detections_total > 0
-    assert decodes == []
+    assert decodes == [] and coco_decodes == []
     coco = json.loads((out / "annotations.coco.json").read_text())
     for ann in coco["annotations"]:  # area and box read from the RLE agree with its pixels
         mask = real(ann["segmentation"])
         ys, xs = np.nonzero(mask)
         assert ann["area"] == mask.sum()
         assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+
+    # the record's RLE, unchanged, in the record's order (the kept ones: a class, a mask)
+    ids = {im["file_name"]: im["id"] for im in coco["images"]}
+    written = []
+    for item in list_images(images):
+        record = read_json(record_path(out / STATE_DIR, item))
+        for entry in record["detections"]["detections"]:
+            if entry["class_id"] >= 0 and grounded_sam.masks.rle_area([entry["mask"]])[0] > 0:
+                written.append((ids[item.file_name], entry["mask"], entry["class_id"] + 1))
+    assert [(a["image_id"], a["segmentation"], a["category_id"]) for a in coco["annotations"]] == (
+        written
+    )
+    assert len(written) > 0
 
 
 def test_a_second_run_resumes_and_writes_the_same_files(pipe, tmp_path):

@@ -178,6 +178,29 @@ def test_crops_are_batched_and_text_embeddings_cached(scene):
     assert clip.text_calls == calls + 1
 
 
+def test_boxes_come_from_the_masks_once_per_call(scene, monkeypatch):
+    """One masks_to_xyxy over the proposals feeds the crops, the result's boxes and the NMS."""
+    import grounded_sam.detectors.clip_masks as clip_masks
+
+    img, masks = scene
+    det, _, _ = make(masks, nms_threshold=0.5)
+    calls = []
+
+    def counting(m):
+        calls.append(m.shape)
+        return masks_to_xyxy(m)
+
+    monkeypatch.setattr(clip_masks, "masks_to_xyxy", counting)
+    out = det.detect(img, "red . green")
+    assert calls == [masks.shape]  # every proposal at once, nothing per crop or per kept row
+    assert len(out) == 2
+    picked = masks[out.data["proposal_index"]]
+    np.testing.assert_array_equal(out.xyxy, masks_to_xyxy(picked))
+    # a crop from the known box is the crop from the mask
+    box = masks_to_xyxy(masks[1:2])[0]
+    np.testing.assert_array_equal(det.crop(img, masks[1], box), det.crop(img, masks[1]))
+
+
 def test_crop_fills_outside_the_mask_and_pads_to_square(scene):
     img, masks = scene
     det, _, _ = make(masks)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from grounded_sam.masks import mask_area, mask_to_rle, masks_to_xyxy, rle_counts, rle_to_mask
+from grounded_sam.masks import (
+    mask_area,
+    mask_to_rle,
+    masks_to_xyxy,
+    rle_area,
+    rle_to_mask,
+    rles_to_xyxy,
+)
 
 # pycocotools' own decode trips numpy 2's copy-keyword deprecation; not ours to fix
 pytestmark = pytest.mark.filterwarnings(
@@ -50,7 +57,7 @@ MASKS = {
     "one column": np.eye(23, 1, -5, dtype=bool),
     # long runs exercise the multi-character counts and the differences of the compression
     "long runs 300x301": np.tile(np.arange(301) % 150 < 120, (300, 1)),
-    # rle_counts reads only the columns that hold pixels: objects touching that range's ends
+    # objects touching the ends of the range of columns that hold pixels
     "block at the top of middle columns": np.pad(np.ones((3, 2), bool), ((0, 6), (4, 5))),
     "block at the bottom of middle columns": np.pad(np.ones((3, 2), bool), ((6, 0), (4, 5))),
     "full middle columns": np.pad(np.ones((9, 2), bool), ((0, 0), (4, 5))),
@@ -87,16 +94,23 @@ def test_rle_matches_pycocotools(name):
     )
 
 
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's run lengths, written out the slow, obvious way: column-major, zeros first."""
+    flat = mask.ravel(order="F")
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return [0, *counts] if flat[0] else counts
+
+
 @pytest.mark.parametrize("name", MASKS)
-def test_uncompressed_counts_match_pycocotools(name):
+def test_uncompressed_counts_are_decoded(name):
     mask = MASKS[name]
-    counts = rle_counts(mask)
-    assert counts.sum() == mask.size
-    # pycocotools turns uncompressed counts (a list) into its compressed string
     h, w = mask.shape
-    compressed = coco_mask.frPyObjects({"size": [h, w], "counts": counts.tolist()}, h, w)
+    counts = _uncompressed_counts(mask)
+    # pycocotools turns uncompressed counts (a list) into the compressed string we write
+    compressed = coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     assert compressed["counts"].decode() == mask_to_rle(mask)["counts"]
-    np.testing.assert_array_equal(rle_to_mask({"size": [h, w], "counts": counts.tolist()}), mask)
+    np.testing.assert_array_equal(rle_to_mask({"size": [h, w], "counts": counts}), mask)
 
 
 def _stack(names):
@@ -196,3 +210,54 @@ def test_rle_of_noisy_and_huge_masks_matches_pycocotools(seed):
         np.testing.assert_array_equal(
             rle_to_mask(dict(theirs, counts=theirs["counts"].encode())), mask
         )
+
+
+def _golden_names() -> list[str]:
+    import json
+
+    from _rle_cases import GOLDEN
+
+    return list(json.loads(GOLDEN.read_text()))
+
+
+@pytest.mark.parametrize("name", _golden_names())
+def test_rle_strings_area_and_box_equal_the_golden_ones(name):
+    """The strings the package's own codec wrote before pycocotools took over (see
+    tests/_rle_cases.py): same counts, same area, same box, and the string decodes back."""
+    import json
+
+    from _rle_cases import GOLDEN, cases, digest
+
+    expected = json.loads(GOLDEN.read_text())[name]
+    mask = cases()[name]
+    assert digest(mask) == expected["mask_sha256"], f"the recipe of {name!r} changed, not the codec"
+    rle = mask_to_rle(mask)
+    assert rle == {"size": expected["size"], "counts": expected["counts"]}
+    assert isinstance(rle["counts"], str)
+    assert int(mask_area(mask[None])[0]) == expected["area"]
+    assert masks_to_xyxy(mask[None])[0].tolist() == expected["xyxy"]
+    # read from the runs, as the COCO export does, for str and bytes counts
+    for coded in (rle, dict(rle, counts=rle["counts"].encode())):
+        assert rle_area([coded]).tolist() == [expected["area"]]
+        assert rles_to_xyxy([coded]).tolist() == [expected["xyxy"]]
+    np.testing.assert_array_equal(rle_to_mask(rle), mask)
+
+
+def test_rle_area_and_boxes_of_several_and_of_none():
+    masks = np.stack([MASKS["all zero 9x11"], MASKS["single pixel last"], MASKS["all one 9x11"]])
+    rles = [mask_to_rle(m) for m in masks]
+    assert rle_area(rles).dtype == np.int64
+    np.testing.assert_array_equal(rle_area(rles), mask_area(masks))
+    boxes = rles_to_xyxy(rles)
+    assert boxes.dtype == np.float32 and boxes.shape == (3, 4)
+    np.testing.assert_array_equal(boxes, masks_to_xyxy(masks))
+    assert rle_area([]).shape == (0,) and rles_to_xyxy([]).shape == (0, 4)
+    with pytest.raises(ValueError, match="compressed RLE"):
+        rle_area([{"size": [1, 2], "counts": [1, 1]}])
+    with pytest.raises(ValueError, match="'size' and 'counts'"):
+        rles_to_xyxy([{"counts": "0"}])
+
+
+def test_an_empty_array_has_no_runs():
+    assert mask_to_rle(np.zeros((0, 5), bool)) == {"size": [0, 5], "counts": ""}
+    assert rle_to_mask({"size": [0, 5], "counts": ""}).shape == (0, 5)

@@ -128,6 +128,46 @@ def test_size_mismatch_and_http_errors(server, tmp_path):
     assert leftovers(root) == []
 
 
+class _ShortHandler(_QuietHandler):
+    """Announces 1000 bytes, sends 10 and closes: a transfer cut short."""
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.close_connection = True
+
+
+def test_a_transfer_cut_short_is_a_clear_error(tmp_path, monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ShortHandler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/weights.bin"
+        file = ModelFile(url, "toy/weights.bin", "a" * 64, 1000)
+        root = tmp_path / "models"
+        with pytest.raises(DownloadError) as info:
+            fetch_file(file, root / "toy/weights.bin", progress=False, log=lambda _: None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert url in str(info.value) and "by hand" in str(info.value)
+    assert not (root / "toy/weights.bin").exists() and leftovers(root) == []
+    assert list((root / "toy").iterdir()) == []  # torch.hub's own temporary file is gone too
+
+
+def test_progress_is_shown_on_stderr(server, tmp_path, capsys):
+    base, served = server
+    entry = make_entry(base, served, {"weights.bin": b"p" * 3000})
+    download(entry, models_dir=tmp_path / "m", progress=True, log=lambda _: None)
+    err = capsys.readouterr().err
+    assert "100%" in err and "2.93k" in err  # tqdm's bar: done, 3000 bytes in KiB
+
+
 def test_unknown_hash_downloads_unverified_and_prints_it(server, tmp_path):
     base, served = server
     lines = []
@@ -145,7 +185,7 @@ def test_unreachable_url_is_a_clear_error(tmp_path):
     entry = ModelEntry(name="toy", kind="sam", files=(file,), path="toy/weights.bin")
     root = tmp_path / "models"
     with pytest.raises(DownloadError) as info:
-        download(entry, models_dir=root, progress=False, timeout=5, log=lambda _: None)
+        download(entry, models_dir=root, progress=False, log=lambda _: None)
     message = str(info.value)
     assert "weights.bin" in message and url in message  # the file and the URL
     assert "offline" in message and str(root / "toy/weights.bin") in message  # where to put it

@@ -2,8 +2,9 @@
 
 Per-image formats (YOLO labels, PNG masks) are written as each image finishes; the COCO file,
 ``errors.jsonl`` and ``summary.json`` hold every image and are built at the end, one image at
-a time in sorted file-name order (masks are held as RLE only), with COCO image ids taken from
-that order. The same records therefore always give the same bytes, whichever run (or
+a time in sorted file-name order, with COCO image ids taken from that order. The COCO file
+takes each mask's RLE from the state record as it is (area and box read from the runs); a
+mask is decoded only for a file that needs its pixels (YOLO, PNG, Label Studio). The same records therefore always give the same bytes, whichever run (or
 interrupted sequence of runs, or set of shards on several machines) wrote them.
 
 A shard run (``shard`` given) ends with its own ``summary.shard-K-of-N.json`` and
@@ -327,17 +328,14 @@ def _count_exported(
     from ``dets.masks``, or from the COCO ``rles`` when the masks were not decoded)."""
     import numpy as np
 
-    from grounded_sam.masks import mask_area
+    from grounded_sam.masks import mask_area, rle_area
 
     if len(dets) == 0:
         return
     if dets.masks is not None:
         has_mask = mask_area(dets.masks) > 0
     elif rles is not None:
-        from pycocotools import mask as mask_utils
-
-        coded = [{"size": list(r["size"]), "counts": r["counts"]} for r in rles]
-        has_mask = np.asarray(mask_utils.area(coded)) > 0
+        has_mask = rle_area(rles) > 0
     else:
         has_mask = np.zeros(len(dets), bool)
     kept = int(((dets.class_id >= 0) & (dets.class_id < num_classes) & has_mask).sum())

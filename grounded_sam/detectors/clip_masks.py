@@ -236,13 +236,14 @@ class ClipMaskDetector(Configurable):
                 f"segmenter.generate returned masks of size {proposals.masks.shape[1:]} for an "
                 f"image of (H, W) = {(h, w)}"
             )
-        nonempty = np.flatnonzero(proposals.masks.any(axis=(1, 2)))
+        # the one place boxes come from masks: crops, the result's xyxy and its NMS use them
+        boxes = masks_to_xyxy(proposals.masks)  # (P, 4); (0, 0, 0, 0) for an empty mask
+        nonempty = np.flatnonzero(boxes[:, 2] > boxes[:, 0])
         if len(nonempty) == 0:
-            return self._result(proposals, nonempty, np.zeros(0), np.zeros(0, np.int64), names)
-        masks = proposals.masks[nonempty]
+            return self._result(proposals, boxes, nonempty, np.zeros(0), np.zeros(0), names)
 
         with torch.inference_mode():
-            image_feats = self._encode_crops(rgb, masks)  # (N, D)
+            image_feats = self._encode_crops(rgb, proposals.masks[nonempty], boxes[nonempty])
             text_feats = self._encode_texts(names)  # (C + B, D)
             logits = self._scale() * image_feats @ text_feats.T
             probs = logits.float().softmax(dim=-1).cpu().numpy()
@@ -250,7 +251,7 @@ class ClipMaskDetector(Configurable):
         best = probs.argmax(axis=1)
         score = probs[np.arange(len(probs)), best]
         idx = np.flatnonzero((best < len(names)) & (score >= self.score_threshold))
-        dets = self._result(proposals, nonempty[idx], score[idx], best[idx], names)
+        dets = self._result(proposals, boxes, nonempty[idx], score[idx], best[idx], names)
         if self.nms_threshold is not None:  # per class, on the boxes of the masks
             dets = dets.with_nms(float(self.nms_threshold))
         return dets.top_k(self.top_k)
@@ -258,15 +259,19 @@ class ClipMaskDetector(Configurable):
     def _result(
         self,
         proposals: Detections,
+        boxes: np.ndarray,
         rows: np.ndarray,
         scores: np.ndarray,
         labels: np.ndarray,
         names: list[str],
     ) -> Detections:
-        """Detections for the proposals ``rows`` of classes ``labels`` (indices into ``names``)."""
-        chosen = proposals[rows.astype(np.int64)]
+        """Detections for the proposals ``rows`` of classes ``labels`` (indices into ``names``);
+        ``boxes`` float32 (P, 4) xyxy pixel edges of every proposal's mask."""
+        rows = rows.astype(np.int64)
+        labels = labels.astype(np.int64)
+        chosen = proposals[rows]
         return Detections(
-            xyxy=masks_to_xyxy(chosen.masks),
+            xyxy=boxes[rows],
             scores=scores.astype(np.float32),
             phrases=[names[c] for c in labels],
             class_id=labels.astype(np.int64),
@@ -298,14 +303,17 @@ class ClipMaskDetector(Configurable):
 
         return float(torch.as_tensor(log_scale).float().exp().reshape(-1)[0])
 
-    def crop(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def crop(self, image: np.ndarray, mask: np.ndarray, box: Any = None) -> np.ndarray:
         """The cut-out CLIP sees for one proposal: uint8 (h, w, 3).
 
-        ``image`` uint8 (H, W, 3) and ``mask`` bool (H, W). The crop is the mask's tight box;
-        pixels outside the mask are set to the fill colour, and with ``square_crops`` the crop
-        is centred on a square of the fill colour.
+        ``image`` uint8 (H, W, 3) and ``mask`` bool (H, W); ``box`` the mask's tight xyxy
+        pixel-edge box when already known (else it is computed). The crop is that box; pixels
+        outside the mask are set to the fill colour, and with ``square_crops`` the crop is
+        centred on a square of the fill colour.
         """
-        x1, y1, x2, y2 = (int(v) for v in masks_to_xyxy(mask[None])[0])
+        if box is None:
+            box = masks_to_xyxy(mask[None])[0]
+        x1, y1, x2, y2 = (int(v) for v in box)
         out = image[y1:y2, x1:x2].copy()
         if self.fill is None:
             return out
@@ -319,8 +327,11 @@ class ClipMaskDetector(Configurable):
             out = square
         return out
 
-    def _encode_crops(self, image: np.ndarray, masks: np.ndarray) -> torch.Tensor:
-        """Normalised CLIP image embeddings of every proposal, float32 (N, D)."""
+    def _encode_crops(
+        self, image: np.ndarray, masks: np.ndarray, boxes: np.ndarray
+    ) -> torch.Tensor:
+        """Normalised CLIP image embeddings of every proposal, float32 (N, D); ``masks`` bool
+        (N, H, W), ``boxes`` their xyxy pixel-edge boxes, float32 (N, 4)."""
         import torch
         from PIL import Image
 
@@ -328,8 +339,8 @@ class ClipMaskDetector(Configurable):
         feats = []
         for start in range(0, len(masks), self.batch_size):
             batch = [
-                self.preprocess(Image.fromarray(self.crop(image, m)))
-                for m in masks[start : start + self.batch_size]
+                self.preprocess(Image.fromarray(self.crop(image, masks[i], boxes[i])))
+                for i in range(start, min(start + self.batch_size, len(masks)))
             ]
             pixels = torch.stack([torch.as_tensor(t) for t in batch]).to(device, dtype)
             feats.append(_normalise(self.clip_model.encode_image(pixels).float()))

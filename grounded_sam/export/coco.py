@@ -30,7 +30,14 @@ import numpy as np
 
 from grounded_sam.export._io import atomic_write_text
 from grounded_sam.geometry import xywh_to_xyxy, xyxy_to_xywh
-from grounded_sam.masks import mask_area, mask_to_rle, masks_to_xyxy, rle_to_mask
+from grounded_sam.masks import (
+    mask_area,
+    mask_to_rle,
+    masks_to_xyxy,
+    rle_area,
+    rle_to_mask,
+    rles_to_xyxy,
+)
 from grounded_sam.types import Detections
 
 UNKNOWN_CATEGORY = "unknown"
@@ -131,7 +138,7 @@ class CocoWriter:
             rles: the masks already encoded, one COCO RLE per detection (``{"size": [H, W],
                 "counts": str}`` as :meth:`Detections.to_dict` writes them), used instead of
                 ``detections.masks``: written as they are, ``area`` and ``bbox`` read from the
-                RLE by pycocotools; no mask is decoded.
+                RLE (:func:`~grounded_sam.masks.rle_area`, ``rles_to_xyxy``); no mask is decoded.
 
         Raises:
             ValueError: the file name was added before, the id is taken, the masks are
@@ -185,11 +192,8 @@ class CocoWriter:
         if len(det) == 0:
             return []
         if rles is not None:  # encoded once, upstream: read area and box from the runs
-            from pycocotools import mask as mask_utils
-
             segmentations = [{"size": list(r["size"]), "counts": r["counts"]} for r in rles]
-            areas = mask_utils.area(segmentations).astype(np.int64)
-            xywh = mask_utils.toBbox(segmentations).astype(np.float32)
+            areas = rle_area(segmentations)
         else:
             assert det.masks is not None
             areas = mask_area(det.masks)
@@ -208,7 +212,10 @@ class CocoWriter:
                 f"run the label step with this class list first"
             )
         idx = np.flatnonzero(keep)
-        boxes = xywh[idx] if rles is not None else xyxy_to_xywh(masks_to_xyxy(det.masks[idx]))
+        if rles is not None:
+            boxes = xyxy_to_xywh(rles_to_xyxy([segmentations[i] for i in idx]))
+        else:
+            boxes = xyxy_to_xywh(masks_to_xyxy(det.masks[idx]))
         review = det.data.get("needs_review")
         out = []
         for k, i in enumerate(idx):

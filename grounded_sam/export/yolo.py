@@ -65,17 +65,6 @@ MAX_PARTS = 64
 MAX_HOLES = 64
 
 
-def _cv2():
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the YOLO exporter traces mask outlines with OpenCV; install it with "
-            "`pip install opencv-python-headless`"
-        ) from e
-    return cv2
-
-
 def _nearest(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """Indices (i, j) of the closest pair a[i], b[j] of two (K, 2) point lists."""
     # an upper bound from one cheap alternating step, then only points that can beat it
@@ -169,7 +158,8 @@ def mask_to_polygons(mask: np.ndarray, *, mode: str = "merge") -> list[np.ndarra
         raise ValueError(f"mask must have shape (H, W), got {mask.shape}")
     if not mask.any():
         return []
-    cv2 = _cv2()
+    import cv2  # a dependency; imported here so that importing the package stays light
+
     contours, hierarchy = cv2.findContours(
         mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE
     )

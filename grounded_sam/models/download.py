@@ -3,11 +3,11 @@
 ``grounded-sam download NAME`` calls :func:`download`, which for each file of the model
 
 1. says what it fetches (URL, size, destination),
-2. streams it with ``urllib`` into a temporary file beside the destination, with a tqdm
-   progress bar, hashing as it goes,
+2. fetches it with ``torch.hub.download_url_to_file`` (a temporary file, a tqdm progress
+   bar) into a temporary file beside the destination,
 3. checks the size and the sha256 (a mismatch deletes the temporary file and raises
-   :class:`ChecksumError` with both hashes; a file the registry has no hash for is kept and
-   its computed hash printed as unverified),
+   :class:`DownloadError` / :class:`ChecksumError` with both values; a file the registry has
+   no hash for is kept and its computed hash printed as unverified),
 4. renames the temporary file into place (atomic: no half-written checkpoint is ever seen
    under the final name).
 
@@ -19,10 +19,10 @@ starts over. :func:`ensure_models` is what the app's first run calls.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -117,79 +117,59 @@ def fetch_file(
     *,
     name: str = "",
     progress: bool = True,
-    timeout: float = 30.0,
     log: Log = _stderr,
 ) -> Path:
     """Download one file to ``dest`` (see the module docstring). Returns ``dest``.
 
+    The transfer is ``torch.hub.download_url_to_file`` (its own temporary file, tqdm progress
+    on stderr); the registry's size and sha256 are checked on the result before it is renamed
+    into place. torch.hub sets no socket timeout: a server that stops answering mid-transfer
+    waits until interrupted (Ctrl-C leaves no partial file).
+
     Raises:
-        DownloadError: the URL cannot be reached or answers with an error, or the transfer
-            ends early.
-        ChecksumError: the size or sha256 is not the registry's (the file is not kept).
+        DownloadError: the URL cannot be reached or answers with an error, or the file has
+            another size than the registry's.
+        ChecksumError: the sha256 is not the registry's (the file is not kept).
     """
-    from tqdm.auto import tqdm
+    import torch.hub
+
+    from grounded_sam.export._io import open_temp_beside
 
     dest = Path(dest)
     what = f"{dest.name} of {name}" if name else dest.name
     log(f"Downloading {what}\n  from {file.url}\n  size {human_size(file.size)}\n  to   {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    from grounded_sam.export._io import open_temp_beside
-
-    fd, tmp_name = open_temp_beside(dest, suffix=".part")  # 0644 / umask, not mkstemp's 0600
+    fd, tmp_name = open_temp_beside(dest, suffix=".part")  # a unique name beside dest
+    os.close(fd)
     tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    received = 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                request = urllib.request.Request(file.url, headers={"User-Agent": "grounded-sam"})
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else file.size
-                    if file.size is not None and total is not None and total != file.size:
-                        raise DownloadError(
-                            f"{file.url} announces {total} bytes but the registry expects "
-                            f"{file.size} for {what}: the server has another file. "
-                            + _manual_hint(file, dest)
-                        )
-                    with tqdm(
-                        total=total,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=dest.name,
-                        disable=not progress,
-                        file=sys.stderr,
-                    ) as bar:
-                        while chunk := response.read(_CHUNK):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as e:
-                raise DownloadError(
-                    f"cannot download {what}: {file.url} answered HTTP {e.code} {e.reason}. "
-                    + _manual_hint(file, dest)
-                ) from e
-            except urllib.error.URLError as e:
-                raise DownloadError(
-                    f"cannot download {what}: {file.url} cannot be reached ({e.reason}); is "
-                    f"this machine offline? " + _manual_hint(file, dest)
-                ) from e
-            except OSError as e:  # a timeout or reset mid-transfer, a full disk
-                raise DownloadError(
-                    f"cannot download {what} from {file.url}: {type(e).__name__}: {e}. "
-                    + _manual_hint(file, dest)
-                ) from e
-            out.flush()
-            os.fsync(out.fileno())
-
+        try:
+            torch.hub.download_url_to_file(file.url, str(tmp), progress=progress)
+        except urllib.error.HTTPError as e:
+            raise DownloadError(
+                f"cannot download {what}: {file.url} answered HTTP {e.code} {e.reason}. "
+                + _manual_hint(file, dest)
+            ) from e
+        except urllib.error.URLError as e:
+            raise DownloadError(
+                f"cannot download {what}: {file.url} cannot be reached ({e.reason}); is "
+                f"this machine offline? " + _manual_hint(file, dest)
+            ) from e
+        except (OSError, http.client.HTTPException) as e:  # cut mid-transfer, a full disk
+            raise DownloadError(
+                f"cannot download {what} from {file.url}: {type(e).__name__}: {e}. "
+                + _manual_hint(file, dest)
+            ) from e
+        received = tmp.stat().st_size
         if file.size is not None and received != file.size:
             raise DownloadError(
-                f"download of {what} from {file.url} ended after {received} of {file.size} "
-                f"bytes; run the command again. " + _manual_hint(file, dest)
+                f"download of {what} from {file.url} gave {received} bytes but the registry "
+                f"expects {file.size}: the transfer was cut short or the server has another "
+                f"file; run the command again. " + _manual_hint(file, dest)
             )
-        actual = digest.hexdigest()
+        # hashed here rather than by torch.hub's hash_prefix, so that a mismatch can name the
+        # hash received and a file without a registry hash can print its own
+        actual = sha256_file(tmp)
         if file.sha256 is not None and actual != file.sha256.lower():
             raise ChecksumError(
                 f"sha256 mismatch for {what} from {file.url}: expected {file.sha256}, got "
@@ -202,6 +182,8 @@ def fetch_file(
             log(f"  sha256 {actual} (unverified: the registry has no checksum for this file)")
         else:
             log(f"  sha256 verified ({actual[:12]}…)")
+        with open(tmp, "rb") as f:  # on disk before it gets the final name
+            os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -215,7 +197,6 @@ def download(
     models_dir: str | Path | None = None,
     progress: bool = True,
     force: bool = False,
-    timeout: float = 30.0,
     log: Log = _stderr,
 ) -> Path:
     """Fetch every file of a registry model into the models folder; returns :func:`model_path`.
@@ -242,7 +223,7 @@ def download(
                 continue
             log(f"{entry.name}: {problem}; fetching it again")
         try:
-            fetch_file(file, dest, name=entry.name, progress=progress, timeout=timeout, log=log)
+            fetch_file(file, dest, name=entry.name, progress=progress, log=log)
         except DownloadError as err:
             if problem is None:
                 raise

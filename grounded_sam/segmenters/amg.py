@@ -13,8 +13,9 @@ What differs is how the work is done:
   (for example by ``segment``) is not encoded again, and the generator keeps no image state;
 - the predicted-IoU filter runs on the decoder's output, before the masks are upscaled to
   full resolution (it does not depend on them), so rejected masks are never upscaled;
-- masks stay as bit-packed tensors between the stages instead of run-length encodings built
-  in Python loops, and everything is computed in batches with torch;
+- masks stay as bit-packed tensors between the stages (in segment_anything's ``MaskData``)
+  instead of run-length encodings built in Python loops, and everything is computed in
+  batches with torch;
 - boxes come out as ``xyxy`` pixel edges (``grounded_sam.masks.masks_to_xyxy``), not SAM's
   XYWH. Internally the NMS uses SAM's inclusive boxes so the de-duplication is identical.
 """
@@ -30,6 +31,7 @@ from grounded_sam.types import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from segment_anything.utils.amg import MaskData
 
     from grounded_sam.segmenters.sam import SamSegmenter
 
@@ -62,28 +64,15 @@ def _unpack(packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return bits.reshape(k, packed.shape[1] * 8)[:, : h * w].reshape(k, h, w)
 
 
-class _Candidates:
-    """Masks of one crop that passed the per-batch filters, in SAM's order."""
+def _cat(batches: list[MaskData]) -> MaskData | None:
+    """One :class:`MaskData` of the batches' tensors, concatenated once (``MaskData.cat``
+    copies what it holds at every call: quadratic in the number of batches)."""
+    import torch
+    from segment_anything.utils.amg import MaskData
 
-    def __init__(self) -> None:
-        self.parts: dict[str, list[torch.Tensor]] = {
-            "packed": [],
-            "iou": [],
-            "stability": [],
-            "points": [],
-            "boxes": [],
-        }
-
-    def add(self, **values: torch.Tensor) -> None:
-        for key, value in values.items():
-            self.parts[key].append(value)
-
-    def cat(self) -> dict[str, torch.Tensor] | None:
-        import torch
-
-        if not self.parts["iou"]:
-            return None
-        return {key: torch.cat(values) for key, values in self.parts.items()}
+    if not batches:
+        return None
+    return MaskData(**{key: torch.cat([b[key] for b in batches]) for key, _ in batches[0].items()})
 
 
 # Float logits upscaled at once (SAM's 1024 x 1024 step plus the crop size, 4 bytes a pixel):
@@ -102,12 +91,12 @@ def _process_crop(
     stability_score_thresh: float,
     stability_score_offset: float,
     box_nms_thresh: float,
-) -> dict[str, torch.Tensor] | None:
+) -> MaskData | None:
     """Masks of one crop after the quality filters and NMS, in the original image's frame.
 
-    Returns ``packed`` (masks at crop size, see :func:`_pack`), ``iou``, ``stability``,
-    ``points`` (float64 (K, 2) xy pixels), ``boxes`` (SAM's inclusive xyxy, original frame),
-    or None when nothing survives.
+    Returns segment_anything's ``MaskData`` of ``packed`` (masks at crop size, see
+    :func:`_pack`), ``iou``, ``stability``, ``points`` (float64 (K, 2) xy pixels), ``boxes``
+    (SAM's inclusive xyxy, original frame), or None when nothing survives.
     """
     import torch
     from torchvision.ops import batched_nms
@@ -122,7 +111,7 @@ def _process_crop(
     step = max(1, _UPSCALE_BUDGET // (4 * (1024 * 1024 + crop_h * crop_w)))
 
     points_all = grid * np.array([[crop_w, crop_h]], dtype=np.float64)  # (P, 2) xy, crop frame
-    found = _Candidates()
+    found: list[MaskData] = []  # the masks of each batch that passed the filters
     for start in range(0, len(points_all), points_per_batch):
         points = points_all[start : start + points_per_batch]
         b = len(points)
@@ -143,10 +132,9 @@ def _process_crop(
             low_res, iou, point_xy = low_res[keep], iou[keep], point_xy[keep.cpu()]
         for i in range(0, len(iou), step):
             chunk = slice(i, i + step)
-            _full_size_filters(
+            passed = _full_size_filters(
                 segmenter,
                 embedding,
-                found,
                 low_res[chunk],
                 iou[chunk],
                 point_xy[chunk],
@@ -155,8 +143,10 @@ def _process_crop(
                 stability_score_thresh,
                 stability_score_offset,
             )
+            if passed is not None:
+                found.append(passed)
 
-    data = found.cat()
+    data = _cat(found)
     if data is None:
         return None
     keep = batched_nms(
@@ -165,7 +155,7 @@ def _process_crop(
         torch.zeros(len(data["boxes"]), device=data["boxes"].device),
         iou_threshold=box_nms_thresh,
     )
-    data = {key: value[keep.to(value.device)] for key, value in data.items()}
+    data.filter(keep)
     offset = torch.tensor([x0, y0, x0, y0], device=data["boxes"].device)
     data["boxes"] = data["boxes"] + offset
     data["points"] = data["points"] + torch.tensor([x0, y0], device=data["points"].device)
@@ -175,7 +165,6 @@ def _process_crop(
 def _full_size_filters(
     segmenter: SamSegmenter,
     embedding: Any,
-    found: _Candidates,
     low_res: torch.Tensor,
     iou: torch.Tensor,
     point_xy: torch.Tensor,
@@ -183,17 +172,19 @@ def _full_size_filters(
     orig_size: tuple[int, int],
     stability_score_thresh: float,
     stability_score_offset: float,
-) -> None:
+) -> MaskData | None:
     """Upscale K low-res logits (K, 256, 256) to the crop, apply the filters that need the
-    full-size mask (stability score, crop edge) and add the survivors to ``found``."""
+    full-size mask (stability score, crop edge); returns the survivors (``packed``, ``iou``,
+    ``stability``, ``points``, ``boxes``), None when none survive."""
     from segment_anything.utils.amg import (
+        MaskData,
         batched_mask_to_box,
         calculate_stability_score,
         is_box_near_crop_edge,
     )
 
     if len(iou) == 0:
-        return
+        return None
     threshold = float(segmenter.mask_threshold)
     logits = segmenter.upscale_masks(low_res[:, None], embedding)[:, 0]  # (K, crop_h, crop_w)
     stability = calculate_stability_score(logits, threshold, stability_score_offset)
@@ -209,8 +200,9 @@ def _full_size_filters(
     if not bool(keep.all()):
         masks, iou, stability, boxes = masks[keep], iou[keep], stability[keep], boxes[keep]
         point_xy = point_xy[keep.cpu()]
-    if len(iou):
-        found.add(packed=_pack(masks), iou=iou, stability=stability, points=point_xy, boxes=boxes)
+    if len(iou) == 0:
+        return None
+    return MaskData(packed=_pack(masks), iou=iou, stability=stability, points=point_xy, boxes=boxes)
 
 
 def _remove_small_regions(
@@ -346,7 +338,7 @@ def generate_masks(
     h, w = image.shape[:2]
     crop_boxes, layer_idxs = generate_crop_boxes((h, w), crop_n_layers, crop_overlap_ratio)
 
-    parts: list[dict[str, torch.Tensor]] = []
+    parts: list[MaskData] = []
     part_boxes: list[list[int]] = []  # the crop of each part
     with torch.inference_mode():
         for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
