@@ -216,8 +216,10 @@ class RayRun:
             )
         ray = import_ray()
         started = not ray.is_initialized()
-        if started:
-            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        if started and address is None:  # a new local Ray (or $RAY_ADDRESS's cluster)
+            ray.init(log_to_driver=False, include_dashboard=False)
+        elif started:  # only the address: Ray Client (ray://) refuses start-up options
+            ray.init(address=address)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver shows its own, as the local engine
         context.print_on_execution_start = False
