@@ -14,6 +14,22 @@ THREAD_NAME = "grounded-sam-decode"
 _END = object()
 
 
+def decode(item: ImageItem) -> tuple[Any, str | None]:
+    """``(image, None)`` with ``image`` RGB uint8 (H, W, 3), or ``(None, reason)`` when
+    ``item`` cannot be read. Every engine decodes with this (the local prefetch thread, the
+    Ray engine's read tasks), so an image fails with the same reason everywhere."""
+    from grounded_sam.image import load_image
+
+    if item.refused is not None:
+        return None, item.refused
+    try:
+        return load_image(item.path), None
+    except ImageError as exc:
+        return None, exc.reason
+    except Exception as exc:  # any decoder failure is this image's problem only
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def prefetch(items: Sequence[ImageItem], depth: int) -> Iterator[tuple[ImageItem, Any, str | None]]:
     """Yield ``(item, image or None, error reason or None)`` in order; a thread decodes up to
     ``depth`` images ahead so that decoding overlaps inference while memory stays bounded.
@@ -21,8 +37,6 @@ def prefetch(items: Sequence[ImageItem], depth: int) -> Iterator[tuple[ImageItem
     ``image`` is RGB uint8 (H, W, 3). Closing the generator (or an exception in the consumer)
     stops the thread.
     """
-    from grounded_sam.image import load_image
-
     slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -39,15 +53,7 @@ def prefetch(items: Sequence[ImageItem], depth: int) -> Iterator[tuple[ImageItem
             for item in items:
                 if stop.is_set():
                     return
-                if item.refused is not None:
-                    put((item, None, item.refused))
-                    continue
-                try:
-                    put((item, load_image(item.path), None))
-                except ImageError as exc:
-                    put((item, None, exc.reason))
-                except Exception as exc:  # any decoder failure is this image's problem only
-                    put((item, None, f"{type(exc).__name__}: {exc}"))
+                put((item, *decode(item)))
         finally:
             put(_END)  # whatever happens here, the consumer is not left waiting
 

@@ -51,12 +51,19 @@ def auto_label(
     yolo_images: str = "link",
     yolo_val: float = 0.0,
     yolo_seed: int = 0,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int = 1,
+    num_cpus_per_actor: float = 1.0,
+    num_gpus_per_actor: float = 0.0,
 ) -> LabelSummary:
     """Label every image of a folder, glob or list with ``pipeline`` and export a dataset.
 
     Args:
         pipeline: a :class:`grounded_sam.Pipeline` (anything with ``__call__(image, prompt,
-            classes=...) -> Detections`` and ``config() -> dict``).
+            classes=...) -> Detections`` and ``config() -> dict``), or a function of no
+            arguments that builds one (``functools.partial(gs.Pipeline.from_registry, ...)``;
+            required by ``engine="ray"``, where every actor builds its own).
         images: a folder (searched recursively for image files), a glob pattern such as
             ``"data/**/*.jpg"``, or a list of paths.
         classes: the class names, in category order (``["cat", "dog"]`` or ``"cat . dog"``).
@@ -89,6 +96,14 @@ def auto_label(
             both name ``images``.
         yolo_seed: the seed of that split (the same images, seed and fraction always give
             the same split).
+        engine: ``"local"`` (this process) or ``"ray"``: Ray Data reads the images and a pool
+            of ``actors`` labels them, each actor building the pipeline once, into the same
+            ``out_dir`` (which every Ray node must see at the same path); the same files as
+            the local engine (docs/DISTRIBUTED.md). Needs ``pip install "grounded-sam[ray]"``.
+        ray_address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``; ``None``:
+            the Ray this process runs, else a new local one, shut down at the end).
+        actors / num_cpus_per_actor / num_gpus_per_actor: the size of the Ray actor pool and
+            what Ray reserves for each actor (its torch threads are its CPUs).
 
     Returns:
         A :class:`LabelSummary`; its ``to_dict()`` is also written to ``out_dir/summary.json``
@@ -117,15 +132,82 @@ def auto_label(
             "shard yet: `merge` writes the YOLO export with linked images and no split. Run "
             "without them, or label in one run"
         )
+    if engine not in ("local", "ray"):
+        raise ValueError(f'engine must be "local" or "ray", got {engine!r}')
     out = Path(out_dir).expanduser()
     items = list_images(images, exclude=out, follow_symlinks=follow_symlinks)
-    state = out / STATE_DIR
-    config = {
+    ray_run = None
+    if engine == "ray":
+        from grounded_sam.autolabel.ray_engine import RayRun
+
+        ray_run = RayRun.start(
+            pipeline,
+            address=ray_address,
+            actors=actors,
+            num_cpus_per_actor=num_cpus_per_actor,
+            num_gpus_per_actor=num_gpus_per_actor,
+        )
+    try:
+        return _run(
+            pipeline,
+            ray_run,
+            items,
+            out,
+            classes=classes,
+            prompt=prompt,
+            formats=formats,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            prefetch=prefetch,
+            shard=shard,
+            yolo_images=yolo_images,
+            yolo_val=yolo_val,
+            yolo_seed=yolo_seed,
+        )
+    finally:
+        if ray_run is not None:
+            ray_run.close()
+
+
+def describe_run(pipeline_config: dict[str, Any], *, prompt: str, classes: list[str]) -> dict:
+    """What produces a run's results: its fingerprint is in every record (``.state/``)."""
+    return {
         "version": STATE_VERSION,
         "prompt": prompt,
         "classes": classes,
-        "pipeline": pipeline.config(),
+        "pipeline": pipeline_config,
     }
+
+
+def _run(
+    pipeline: Any,
+    ray_run: Any,
+    items: list[ImageItem],
+    out: Path,
+    *,
+    classes: list[str],
+    prompt: str,
+    formats: list[str],
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    prefetch: int,
+    shard: Shard | None,
+    yolo_images: str,
+    yolo_val: float,
+    yolo_seed: int,
+) -> LabelSummary:
+    """``auto_label`` after its checks: the same steps for every engine (``ray_run``: a
+    :class:`~.ray_engine.RayRun`, or ``None`` for this process)."""
+    state = out / STATE_DIR
+    if ray_run is not None:
+        pipeline_config = ray_run.describe()
+    else:
+        if not callable(getattr(pipeline, "config", None)):
+            pipeline = pipeline()  # a recipe: build it here
+        pipeline_config = pipeline.config()
+    config = describe_run(pipeline_config, prompt=prompt, classes=classes)
     if overwrite:
         for name in (STATE_DIR, *EXPORT_PATHS.values()):
             target = out / name
@@ -142,31 +224,44 @@ def auto_label(
     # an unsharded run is the one shard of one: `merge` can rebuild its exports too
     mine = write_manifest(state, shard or Shard(0, 1), items, config=fingerprint, formats=formats)
 
-    exports = Exports(
-        out,
-        classes,
-        formats,
-        [it.file_name for it in items],
-        yolo_images=yolo_images,
-        yolo_val=yolo_val,
-        yolo_seed=yolo_seed,
-    )
+    exports_args = {
+        "out": out,
+        "classes": classes,
+        "formats": formats,
+        "file_names": [it.file_name for it in items],
+        "yolo_images": yolo_images,
+        "yolo_val": yolo_val,
+        "yolo_seed": yolo_seed,
+    }
+    exports = Exports(**exports_args)
     pending = [it for it in mine if not (resume and is_done(state, it, fingerprint))]
     resumed = len(mine) - len(pending)
     started = time.perf_counter()
-    _label_images(
-        pipeline,
-        pending,
-        prompt=prompt,
-        classes=classes,
-        state=state,
-        config=fingerprint,
-        exports=exports,
-        progress=progress,
-        prefetch=prefetch,
-        done=resumed,
-        total=len(mine),
-    )
+    if ray_run is not None:
+        ray_run.label(
+            pending,
+            run_config=config,
+            fingerprint=fingerprint,
+            state=state,
+            exports=exports_args,
+            progress=progress,
+            done=resumed,
+            total=len(mine),
+        )
+    else:
+        _label_images(
+            pipeline,
+            pending,
+            prompt=prompt,
+            classes=classes,
+            state=state,
+            config=fingerprint,
+            exports=exports,
+            progress=progress,
+            prefetch=prefetch,
+            done=resumed,
+            total=len(mine),
+        )
     seconds = time.perf_counter() - started
 
     summary = build_outputs(out, mine, classes, exports, config=fingerprint, shard=shard)
@@ -201,22 +296,56 @@ def _label_images(
     decoded = prefetch_images(pending, prefetch)
     try:
         for item, image, reason in decoded:
-            record = new_record(item, config)
+            record = label_and_record(
+                pipeline,
+                item,
+                image,
+                reason,
+                prompt=prompt,
+                classes=classes,
+                state=state,
+                config=config,
+                exports=exports,
+            )
             if image is not None:
-                reason = _label_one(pipeline, item, image, prompt, classes, exports, record)
                 del image
                 if callable(clear_cache):
                     clear_cache()
-            if reason is not None:
-                record.update(status="error", reason=reason)
-                if progress:
-                    bar.write(f"skipped {item.file_name}: {reason}", file=sys.stderr)
-            # written last: a state file on disk means this image and its exports are finished
-            write_json(record_path(state, item), record)
+            if record["status"] == "error" and progress:
+                bar.write(f"skipped {item.file_name}: {record['reason']}", file=sys.stderr)
             bar.update(1)
     finally:
         decoded.close()
         bar.close()
+
+
+def label_and_record(
+    pipeline: Any,
+    item: ImageItem,
+    image: Any,
+    reason: str | None,
+    *,
+    prompt: str,
+    classes: list[str],
+    state: Path,
+    config: str,
+    exports: Exports,
+) -> dict[str, Any]:
+    """The work of one image in every engine (local loop, Ray actor): label the decoded
+    ``image`` (RGB uint8 (H, W, 3); ``None`` when it could not be read, ``reason`` saying
+    why), write its per-image exports, then its state record; returns the record.
+
+    The record (``status`` ``"ok"`` with ``detections``, or ``"error"`` with ``reason``) is
+    written last and atomically: a record on disk means the image and its exports are
+    finished, so an image done twice (a retried task) writes the same files again.
+    """
+    record = new_record(item, config)
+    if image is not None:
+        reason = _label_one(pipeline, item, image, prompt, classes, exports, record)
+    if reason is not None:
+        record.update(status="error", reason=reason)
+    write_json(record_path(state, item), record)
+    return record
 
 
 # Failures that would fail every later image as well: the run stops and says which file.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
@@ -181,6 +182,42 @@ def add_label(commands: Any) -> None:
         "then `grounded-sam merge OUT`",
     )
     add_report_options(out)
+    engine = p.add_argument_group(
+        "engine (docs/DISTRIBUTED.md)",
+        "--engine ray: Ray Data reads the images and a pool of actors labels them, each actor "
+        "building the models once; OUT must be a folder every Ray node sees at the same path. "
+        'Needs pip install "grounded-sam[ray]"',
+    )
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a Ray cluster, or a local Ray",
+    )
+    engine.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster to join: auto (the one `ray start --head` runs on this machine), "
+        "HOST:6379, or ray://HOST:10001 (default: $RAY_ADDRESS, else a new local Ray)",
+    )
+    engine.add_argument(
+        "--actors", type=positive, default=1, metavar="N", help="Ray actors labelling at once"
+    )
+    engine.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="CPUs Ray reserves for each actor (its torch threads; default: %(default)s)",
+    )
+    engine.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="GPUs Ray reserves for each actor, e.g. 1, or 0.5 for two actors on one GPU "
+        "(default: %(default)s: CPU only)",
+    )
     models = p.add_argument_group("models")
     models.add_argument(
         "--sam", default="vit_b", choices=SAM_TYPES, help="SAM model (default: %(default)s)"
@@ -299,16 +336,26 @@ def cmd_label(args: argparse.Namespace) -> int:
     images = args.images[0] if len(args.images) == 1 else args.images
     precision = precision_from_args(args)  # a usage error before any image is listed
     list_images(images, exclude=args.out)  # no images: fail before loading models for minutes
+    if args.engine == "local" and (args.address or args.actors != 1 or args.gpus_per_actor):
+        raise UsageError("--address, --actors and --gpus-per-actor need --engine ray")
     models = {"device": args.device, "precision": precision, "detector_options": detector_options}
+    # one recipe: the local engine calls it here, the Ray engine in each of its actors
     if args.tiny_random:
         kind = "clip" if clip else "grounding-dino"
-        pipe = gs.Pipeline.tiny_random(classes, kind, sam=args.sam, **models, **options)
+        recipe = functools.partial(
+            gs.Pipeline.tiny_random, classes, kind, sam=args.sam, **models, **options
+        )
     else:
-        pipe = gs.Pipeline.from_registry(
-            args.sam, args.detector, models_dir=args.models_dir, **models, **options
+        recipe = functools.partial(
+            gs.Pipeline.from_registry,
+            args.sam,
+            args.detector,
+            models_dir=args.models_dir,
+            **models,
+            **options,
         )
     summary = gs.auto_label(
-        pipe,
+        recipe() if args.engine == "local" else recipe,
         images,
         classes,
         args.out,
@@ -321,6 +368,11 @@ def cmd_label(args: argparse.Namespace) -> int:
         yolo_images=args.yolo_images,
         yolo_val=args.yolo_val,
         yolo_seed=args.yolo_seed,
+        engine=args.engine,
+        ray_address=args.address,
+        actors=args.actors,
+        num_cpus_per_actor=args.cpus_per_actor,
+        num_gpus_per_actor=args.gpus_per_actor,
     )
     skipped = report(summary, as_json=args.json)
     if summary.shard is not None and not args.json:
