@@ -16,6 +16,12 @@ and the two high-resolution feature maps SAM 2's decoder also reads), cached by 
 in a small LRU; every other call takes the image or the embedding, so one segmenter serves
 several threads. Coordinates in and out are pixels of the ORIGINAL image, boxes xyxy; SAM 2's
 1024 x 1024 frame is internal (:mod:`grounded_sam.segmenters.sam2_prompts`).
+
+``fast=True`` (opt-in, like ``SamSegmenter(fast=True)``) trades bit-identity for speed on a
+CPU: the mask decoder shares the image-side work between prompts
+(:mod:`grounded_sam.segmenters.fast_sam2_decoder`) and, where the CPU has bf16 kernels
+(``runtime.cpu_has_fast_bf16()``: AMX or AVX512-BF16), the Hiera encoder and the decoder run
+in bfloat16; elsewhere in float32, equal to the exact path up to float rounding.
 """
 
 from __future__ import annotations
@@ -62,8 +68,22 @@ class Sam2Segmenter:
         max_batch: prompts per mask decoder call; more are split into chunks of this size.
         mask_threshold: logit above which a pixel is in a mask (``SAM2ImagePredictor``'s
             ``mask_threshold``, 0.0).
+        fast: the fast path. On a CPU the mask decoder is
+            :func:`grounded_sam.segmenters.fast_sam2_decoder.decode_masks` (image-side work
+            once for all prompts; 16 boxes ~2x faster in float32, ~10x in bfloat16, see
+            benchmarks/README.md); on other devices the decoder stays ``sam2``'s. The
+            encoder runs in the compute dtype (below) on every device.
+        dtype: compute dtype of the encoder (``torch.autocast``) and, with ``fast``, of the
+            fast decoder: None (with ``fast``: "auto", bfloat16 on CPUs with AMX/AVX512-BF16
+            and on GPUs that support it, float16 on other GPUs, float32 on other CPUs;
+            without ``fast``: float32), "fp32", "bf16", "fp16" or a ``torch.dtype``.
+            ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. Embeddings, logits and IoU
+            predictions are float32 either way.
 
-    Everything runs in float32 and gives ``SAM2ImagePredictor``'s values bit for bit.
+    By default (``fast=False``, no ``dtype``) everything runs in float32 and gives
+    ``SAM2ImagePredictor``'s values bit for bit. ``fast`` in float32 gives the same logits
+    up to float rounding (masks can differ where a logit is within ~1e-6 of the threshold);
+    in bfloat16 masks agree with the exact path's at IoU >= 0.98 in this project's tests.
     """
 
     def __init__(
@@ -74,15 +94,29 @@ class Sam2Segmenter:
         device: str | torch.device | None = None,
         max_batch: int = 64,
         mask_threshold: float = 0.0,
+        fast: bool = False,
+        dtype: str | torch.dtype | None = None,
     ):
         import torch
 
         require_sam2()
         from sam2.utils.transforms import SAM2Transforms
 
+        from grounded_sam import runtime
+        from grounded_sam.segmenters import fast_sam2_decoder
+
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        runtime.parse_dtype(dtype)  # refuse a bad spelling now, not on the first embed
         self.device = torch.device(device) if device is not None else model.device
+        runtime.warn_if_bf16_is_emulated(dtype, self.device)
+        self.fast = bool(fast)
+        self.dtype = dtype  # the setting; resolved per call (GROUNDED_SAM_FORCE_FP32)
+        self.fast_decoder = (
+            self.fast
+            and self.device.type == "cpu"
+            and fast_sam2_decoder.supports(model.sam_mask_decoder)
+        )
         self.model = model.to(self.device).eval()
         self.max_batch = int(max_batch)
         self.mask_threshold = float(mask_threshold)  # logit above which a pixel is in a mask
@@ -145,8 +179,20 @@ class Sam2Segmenter:
     def __repr__(self) -> str:
         return (
             f"Sam2Segmenter(device={self.device}, max_batch={self.max_batch},"
-            f" cache_size={self._cache.maxsize}, mask_threshold={self.mask_threshold})"
+            f" cache_size={self._cache.maxsize}, mask_threshold={self.mask_threshold},"
+            f" fast={self.fast}, dtype={self.dtype})"
         )
+
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the encoder (and the fast decoder) run in now: float32 unless ``fast``
+        or ``dtype`` ask for less (see the class docstring)."""
+        import torch
+
+        from grounded_sam import runtime
+
+        if not self.fast and self.dtype is None:
+            return torch.float32
+        return runtime.resolve_compute_dtype(self.dtype, self.device)
 
     # ------------------------------------------------------------------ embedding
     def embed(self, image: Any) -> Sam2Embedding:
@@ -159,7 +205,14 @@ class Sam2Segmenter:
         return cached_embedding(
             self,
             img,
-            lambda im, key: encode_image(self.model, self.transforms, im, key, device=self.device),
+            lambda im, key: encode_image(
+                self.model,
+                self.transforms,
+                im,
+                key,
+                device=self.device,
+                autocast_dtype=self.compute_dtype(),
+            ),
         )
 
     def clear_cache(self) -> None:
@@ -192,9 +245,12 @@ class Sam2Segmenter:
         Returns:
             ``low_res_logits`` float32 (B, M, 256, 256) (not clamped) and ``iou_pred`` float32
             (B, M) on the segmenter's device, M = 3 if ``multimask`` else 1. The decoder runs
-            once per chunk of ``max_batch`` prompts.
+            once per chunk of ``max_batch`` prompts (``sam2``'s, or with ``fast`` on a CPU
+            :func:`grounded_sam.segmenters.fast_sam2_decoder.decode_masks`).
         """
         import torch
+
+        from grounded_sam.segmenters import fast_sam2_decoder
 
         points_in, masks_in, size = sam2_point_prompts(
             points=points,
@@ -212,6 +268,7 @@ class Sam2Segmenter:
             return empty, torch.zeros((0, m), device=self.device)
         prompt_encoder, decoder = self.model.sam_prompt_encoder, self.model.sam_mask_decoder
         lows, ious = [], []
+        dtype = self.compute_dtype() if self.fast_decoder else None
         with torch.no_grad():
             image_pe = prompt_encoder.get_dense_pe()
             for start in range(0, size, self.max_batch):
@@ -226,16 +283,28 @@ class Sam2Segmenter:
                     boxes=None,
                     masks=None if masks_in is None else masks_in[start:stop],
                 )
-                batched = pts is not None and pts[0].shape[0] > 1  # as SAM2ImagePredictor
-                low, iou, _, _ = decoder(
-                    image_embeddings=embedding.image_embed,
-                    image_pe=image_pe,
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask,
-                    repeat_image=batched,
-                    high_res_features=list(embedding.high_res_feats),
-                )
+                if dtype is not None:
+                    low, iou = fast_sam2_decoder.decode_masks(
+                        decoder,
+                        embedding.image_embed,
+                        image_pe,
+                        sparse,
+                        dense,
+                        embedding.high_res_feats,
+                        multimask=multimask,
+                        dtype=dtype,
+                    )
+                else:
+                    batched = pts is not None and pts[0].shape[0] > 1  # as SAM2ImagePredictor
+                    low, iou, _, _ = decoder(
+                        image_embeddings=embedding.image_embed,
+                        image_pe=image_pe,
+                        sparse_prompt_embeddings=sparse,
+                        dense_prompt_embeddings=dense,
+                        multimask_output=multimask,
+                        repeat_image=batched,
+                        high_res_features=list(embedding.high_res_feats),
+                    )
                 lows.append(low)
                 ious.append(iou)
                 with self._lock:

@@ -5,7 +5,9 @@
 ``SAM2Base.forward_image`` (Hiera + FPN neck, the decoder's two high-resolution projections),
 ``no_mem_embed`` added to the lowest-resolution map, and the same reshapes (which keep the
 channels-last memory layout of the reference, so the decoder's convolutions see identical
-tensors). torch is imported inside the functions.
+tensors). With ``autocast_dtype`` (``Sam2Segmenter(fast=True)`` on a CPU with bf16 kernels)
+the same modules run under ``torch.autocast`` and the features are cast back to float32.
+torch is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -43,10 +45,28 @@ def feature_sizes(image_size: int) -> list[tuple[int, int]]:
     return [(image_size // s, image_size // s) for s in (4, 8, 16)]
 
 
+def _to_float32(backbone_out: dict) -> dict:
+    """``forward_image``'s output with every feature map and position encoding in float32."""
+    return {
+        k: [t.float() for t in v] if isinstance(v, list) else v.float()
+        for k, v in backbone_out.items()
+    }
+
+
 def encode_image(
-    model: SAM2Base, transforms: Any, img: np.ndarray, key: str, *, device: torch.device
+    model: SAM2Base,
+    transforms: Any,
+    img: np.ndarray,
+    key: str,
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
 ) -> Sam2Embedding:
     """The :class:`Sam2Embedding` of ``img``, exactly as ``SAM2ImagePredictor.set_image`` computes it.
+
+    (Exactly when ``autocast_dtype`` is None or float32; with ``torch.bfloat16`` or
+    ``torch.float16`` Hiera, the FPN neck and the two high-res projections run under
+    ``torch.autocast`` on ``device``'s type, and the features are returned as float32.)
 
     Args:
         model: the ``SAM2Base``.
@@ -54,12 +74,17 @@ def encode_image(
         img: RGB uint8 (H, W, 3), as ``grounded_sam.image.load_image`` returns it.
         key: the image's content hash, stored in the embedding.
         device: where the encoder runs.
+        autocast_dtype: None (float32, the reference's arithmetic) or a half dtype.
     """
     import torch
 
     x = transforms(img)[None].to(device)
+    half = autocast_dtype not in (None, torch.float32)
     with torch.no_grad():
-        backbone_out = model.forward_image(x)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=half):
+            backbone_out = model.forward_image(x)
+        if half:
+            backbone_out = _to_float32(backbone_out)
         _, vision_feats, _, _ = model._prepare_backbone_features(backbone_out)
         if model.directly_add_no_mem_embed:
             vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
