@@ -19,9 +19,9 @@
 
 The fast paths give results close to, not equal to, the exact ones (benchmarks/README.md).
 The old keywords (``fast``, ``fast_decoder``, ``dtype``, ``decoder_dtype``, ``fast_dtype``)
-still work with a ``DeprecationWarning``; :func:`from_legacy` maps them here. A segmenter
-that has one path only (SAM 2.1 today) runs ``"exact"`` whatever the setting and refuses the
-autocast ones.
+still work with a ``DeprecationWarning``; :func:`from_legacy` maps them here. SAM 2.1
+(``Sam2Segmenter``) takes the same settings: ``fast*`` is its fast decoder and its Hiera
+encoder in that dtype, ``autocast-*`` its exact decoder with the encoder under autocast.
 """
 
 from __future__ import annotations

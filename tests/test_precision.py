@@ -101,13 +101,28 @@ def test_from_legacy_without_old_keywords_is_the_setting_itself():
     assert from_legacy("fast-bf16", owner="x") == Precision(fast=True, dtype="bf16")
 
 
-def test_sam2_runs_exact_and_refuses_a_dtype():
+@pytest.mark.parametrize(
+    "precision, fast, dtype",
+    [
+        ("exact", False, None),
+        ("fast", True, None),
+        ("fast-fp32", True, "fp32"),
+        ("fast-bf16", True, "bf16"),
+        ("autocast-bf16", False, "bf16"),
+    ],
+)
+def test_sam2_takes_every_precision(precision, fast, dtype):
     pytest.importorskip("sam2")
     from grounded_sam.models.build import tiny_segmenter
 
-    assert isinstance(tiny_segmenter("sam2", precision="fast"), gs.Sam2Segmenter)
-    with pytest.raises(ValueError, match="float32 only"):
-        tiny_segmenter("sam2", precision="fast-bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bf16 emulated on AVX2-only CPUs
+        seg = tiny_segmenter("sam2", precision=precision)
+    assert isinstance(seg, gs.Sam2Segmenter)
+    assert (seg.fast, seg.dtype, seg.precision.name) == (fast, dtype, precision)
+    assert seg.fast_decoder == fast  # on the CPU the fast path has its own decoder
+    config = seg.config()
+    assert config.get("precision", "exact") == precision
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,14 @@ def test_a_registry_sam2_entry_builds_a_sam2_segmenter_from_an_official_layout_f
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": model.state_dict()}, path)
     entry = get_entry("sam2.1_hiera_tiny")
-    seg = build_segmenter(entry, path, device="cpu", fast=True)  # fast: no such path, ignored
+    seg = build_segmenter(entry, path, device="cpu", precision="fast-fp32")
     assert isinstance(seg, Sam2Segmenter)
+    assert (seg.fast, seg.dtype, seg.fast_decoder) == (True, "fp32", True)
     loaded = seg.model.state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in model.state_dict().items())
-    with pytest.raises(ValueError, match="float32 only"):
-        build_segmenter(entry, path, dtype="bf16")
+    assert not build_segmenter(entry, path).fast  # exact by default
+    with pytest.raises(ValueError, match="must be one of"):
+        build_segmenter(entry, path, precision="fast-int3")
 
 
 def test_tiny_segmenters():

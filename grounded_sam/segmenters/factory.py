@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from grounded_sam.precision import UNSET, Precision, from_legacy, parse_precision
+from grounded_sam.precision import Precision
 
 SAM2_FAMILY = "sam2"
 
@@ -35,26 +35,18 @@ def build_segmenter(
     """The segmenter of a registry ``entry`` loaded from ``path``.
 
     ``precision`` (:mod:`grounded_sam.precision`) and ``options`` go to
-    ``SamSegmenter.from_checkpoint``. SAM 2.1 has one path, the exact one: a ``"fast*"``
-    precision runs it exact, an explicit dtype (``"fast-bf16"``, ``"autocast-*"``) is refused
-    (ValueError). The deprecated ``fast`` / ``dtype`` keywords are still read.
+    ``SamSegmenter.from_checkpoint`` or ``Sam2Segmenter.from_checkpoint``; both take every
+    precision setting. The deprecated ``fast`` / ``dtype`` keywords are still read.
     """
     if is_sam2(entry):
         from grounded_sam.segmenters.sam2 import Sam2Segmenter
 
-        resolved = from_legacy(
-            precision,
-            owner=entry.name,
-            fast=options.pop("fast", UNSET),
-            dtype=options.pop("dtype", UNSET),
-        )
-        check_sam2_precision(resolved, entry.name)
-        return Sam2Segmenter.from_checkpoint(
-            entry.builder["model_type"], path, device=device, name=entry.name, **options
-        )
-    from grounded_sam.segmenters.sam import SamSegmenter
+        cls = Sam2Segmenter
+    else:
+        from grounded_sam.segmenters.sam import SamSegmenter
 
-    return SamSegmenter.from_checkpoint(
+        cls = SamSegmenter
+    return cls.from_checkpoint(
         entry.builder["model_type"],
         path,
         device=device,
@@ -62,16 +54,6 @@ def build_segmenter(
         precision=precision,
         **options,
     )
-
-
-def check_sam2_precision(precision: Precision, name: str) -> None:
-    """SAM 2.1 runs its exact float32 path (a fast one is being added): an explicit dtype is
-    refused rather than silently dropped; ``"fast"`` alone runs exact."""
-    if precision.dtype is not None:
-        raise ValueError(
-            f"{name} runs in float32 only; drop the dtype setting (precision={precision.name!r}"
-            ", --dtype) or choose a SAM model (vit_b, vit_l, vit_h)"
-        )
 
 
 def tiny_segmenter(
@@ -89,8 +71,7 @@ def tiny_segmenter(
         from grounded_sam.segmenters.sam2 import Sam2Segmenter
         from grounded_sam.testing.sam2 import tiny_sam2
 
-        check_sam2_precision(parse_precision(precision), "SAM 2.1")
-        return Sam2Segmenter(tiny_sam2(seed=seed), device=device)
+        return Sam2Segmenter(tiny_sam2(seed=seed), device=device, precision=precision)
     from grounded_sam.segmenters.sam import SamSegmenter
     from grounded_sam.testing.sam import tiny_sam
 

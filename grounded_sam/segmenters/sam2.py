@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grounded_sam.precision import UNSET, Precision, from_legacy
 from grounded_sam.segmenters.embedding_cache import LRUCache
 from grounded_sam.segmenters.sam import SegmenterStats
 from grounded_sam.segmenters.sam2_encoding import Sam2Embedding as Sam2Embedding
@@ -68,12 +69,17 @@ class Sam2Segmenter:
         max_batch: prompts per mask decoder call; more are split into chunks of this size.
         mask_threshold: logit above which a pixel is in a mask (``SAM2ImagePredictor``'s
             ``mask_threshold``, 0.0).
-        fast: the fast path. On a CPU the mask decoder is
+        precision: ``"exact"`` (default), ``"fast"``, ``"fast-fp32"``, ``"fast-bf16"``,
+            ``"fast-fp16"``, ``"autocast-bf16"``, ``"autocast-fp16"``: the one setting of
+            :mod:`grounded_sam.precision`. ``fast*`` is ``fast=True`` below with the named
+            dtype; ``autocast-*`` runs the exact decoder with the encoder in that dtype.
+        fast: (deprecated spelling of ``precision``) the fast path. On a CPU the mask decoder is
             :func:`grounded_sam.segmenters.fast_sam2_decoder.decode_masks` (image-side work
             once for all prompts; 16 boxes ~2x faster in float32, ~10x in bfloat16, see
             benchmarks/README.md); on other devices the decoder stays ``sam2``'s. The
             encoder runs in the compute dtype (below) on every device.
-        dtype: compute dtype of the encoder (``torch.autocast``) and, with ``fast``, of the
+        dtype: (deprecated spelling of ``precision``) compute dtype of the encoder
+            (``torch.autocast``) and, with ``fast``, of the
             fast decoder: None (with ``fast``: "auto", bfloat16 on CPUs with AMX/AVX512-BF16
             and on GPUs that support it, float16 on other GPUs, float32 on other CPUs;
             without ``fast``: float32), "fp32", "bf16", "fp16" or a ``torch.dtype``.
@@ -94,8 +100,9 @@ class Sam2Segmenter:
         device: str | torch.device | None = None,
         max_batch: int = 64,
         mask_threshold: float = 0.0,
-        fast: bool = False,
-        dtype: str | torch.dtype | None = None,
+        precision: str | Precision | None = None,
+        fast: Any = UNSET,
+        dtype: Any = UNSET,
     ):
         import torch
 
@@ -107,13 +114,15 @@ class Sam2Segmenter:
 
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        runtime.parse_dtype(dtype)  # refuse a bad spelling now, not on the first embed
+        self.precision = from_legacy(precision, owner="Sam2Segmenter", fast=fast, dtype=dtype)
+        dtype = self.precision.dtype
         self.device = torch.device(device) if device is not None else model.device
         runtime.warn_if_bf16_is_emulated(dtype, self.device)
-        self.fast = bool(fast)
+        self.fast = self.precision.fast
         self.dtype = dtype  # the setting; resolved per call (GROUNDED_SAM_FORCE_FP32)
         self.fast_decoder = (
             self.fast
+            and self.precision.fast_decoder is not False
             and self.device.type == "cpu"
             and fast_sam2_decoder.supports(model.sam_mask_decoder)
         )
@@ -169,12 +178,17 @@ class Sam2Segmenter:
 
     def config(self) -> dict[str, Any]:
         """The settings that change this segmenter's masks, JSON-able (a resume fingerprint's
-        part): ``mask_threshold``, ``max_batch`` and the model's parameter count."""
-        return {
+        part): ``mask_threshold``, ``max_batch``, the model's parameter count and, unless
+        exact, the precision (so an exact run's fingerprint is what it was before SAM 2.1 had
+        other precisions)."""
+        config: dict[str, Any] = {
             "mask_threshold": self.mask_threshold,
             "max_batch": self.max_batch,
             "params": sum(int(p.numel()) for p in self.model.parameters()),
         }
+        if self.fast or self.dtype is not None:
+            config.update(precision=self.precision.name, fast_decoder=bool(self.fast_decoder))
+        return config
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
 
-
 def build_sam(
     model_type: str,
     path: str | Path,
