@@ -38,6 +38,7 @@ Decoders that are not exactly segment_anything's ``MaskDecoder`` / ``TwoWayTrans
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -257,14 +258,22 @@ def _image_to_token(
 
 
 # ---------------------------------------------------------------------- the decoder
+def _sam_mlp(x: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
+    """SAM's ``MLPBlock`` (lin1 -> act -> lin2) through :func:`_lin`."""
+    return _lin(mlp.act(_lin(x, mlp.lin1)), mlp.lin2)
+
+
 def _block(
     blk: TwoWayAttentionBlock,
     queries: torch.Tensor,
     keys: torch.Tensor | _SharedImage,
     query_pe: torch.Tensor,
     pe: torch.Tensor,
+    mlp: Callable[[torch.Tensor, nn.Module], torch.Tensor] = _sam_mlp,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``TwoWayAttentionBlock``; returns (queries (b, T, C), keys (b, L, C))."""
+    """One ``TwoWayAttentionBlock``; returns (queries (b, T, C), keys (b, L, C)).
+
+    ``mlp(queries, blk.mlp)`` runs the block's MLP (SAM 2's has its own layer list)."""
     if blk.skip_first_layer_pe:
         queries = _small_attention(blk.self_attn, queries, queries, queries)
     else:
@@ -273,8 +282,7 @@ def _block(
     queries = _norm(queries, blk.norm1)
     attn = _token_to_image(blk.cross_attn_token_to_image, queries + query_pe, keys, pe)
     queries = _norm(queries + attn, blk.norm2)
-    mlp = blk.mlp
-    queries = _norm(queries + _lin(mlp.act(_lin(queries, mlp.lin1)), mlp.lin2), blk.norm3)
+    queries = _norm(queries + mlp(queries, blk.mlp), blk.norm3)
     keys = _image_to_token(blk.cross_attn_image_to_token, keys, pe, queries + query_pe, queries)
     return queries, _norm(keys, blk.norm4)
 

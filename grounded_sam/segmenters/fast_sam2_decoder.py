@@ -39,15 +39,16 @@ from grounded_sam.segmenters.fast_decoder import (
     UPSCALE_BYTES,
     _act,
     _deconv_as_linear,
-    _image_to_token,
     _is_2x2_stride_2,
     _lin,
     _norm,
     _share_image,
     _SharedImage,
-    _small_attention,
     _token_to_image,
     _unshuffle_into,
+)
+from grounded_sam.segmenters.fast_decoder import (
+    _block as _sam_block,
 )
 
 __all__ = ["supports", "decode_masks", "high_res_tokens"]
@@ -101,18 +102,8 @@ def _block(
     query_pe: torch.Tensor,
     pe: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``TwoWayAttentionBlock``; returns (queries (b, T, C), keys (b, L, C))."""
-    if blk.skip_first_layer_pe:
-        queries = _small_attention(blk.self_attn, queries, queries, queries)
-    else:
-        q = queries + query_pe
-        queries = queries + _small_attention(blk.self_attn, q, q, queries)
-    queries = _norm(queries, blk.norm1)
-    attn = _token_to_image(blk.cross_attn_token_to_image, queries + query_pe, keys, pe)
-    queries = _norm(queries + attn, blk.norm2)
-    queries = _norm(queries + _mlp(queries, blk.mlp), blk.norm3)
-    keys = _image_to_token(blk.cross_attn_image_to_token, keys, pe, queries + query_pe, queries)
-    return queries, _norm(keys, blk.norm4)
+    """One ``TwoWayAttentionBlock`` (SAM's, with SAM 2's MLP); (queries, keys) as there."""
+    return _sam_block(blk, queries, keys, query_pe, pe, mlp=_mlp)
 
 
 def high_res_tokens(
