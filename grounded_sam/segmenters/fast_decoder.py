@@ -257,6 +257,30 @@ def _image_to_token(
     return keys.baddbmm_(attn.transpose(1, 2), vf)
 
 
+def _image_keys(
+    tr: nn.Module,
+    image_embeddings: torch.Tensor,
+    image_pe: torch.Tensor,
+    dense: torch.Tensor,
+    bsz: int,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor | _SharedImage]:
+    """The two-way transformer's image side for ``bsz`` prompts: (pe (1, L, C), keys).
+
+    ``image_embeddings`` / ``image_pe`` are (1, C, h, w), ``dense`` (1 or bsz, C, h, w). When
+    every prompt has the same dense embedding (one row, or broadcast with stride 0) the keys
+    are shared (:func:`_share_image`); otherwise (bsz, L, C) tokens in ``dtype``.
+    """
+
+    def tokens_of(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, L, C) contiguous
+        return x.to(dtype).flatten(2).transpose(1, 2).contiguous()
+
+    pe = tokens_of(image_pe)
+    if (dense.shape[0] == 1 or dense.stride(0) == 0) and len(tr.layers) > 0:
+        return pe, _share_image(tr.layers[0], tokens_of(image_embeddings + dense[:1]), pe)
+    return pe, tokens_of(image_embeddings + dense).expand(bsz, -1, -1).contiguous()
+
+
 # ---------------------------------------------------------------------- the decoder
 def _sam_mlp(x: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
     """SAM's ``MLPBlock`` (lin1 -> act -> lin2) through :func:`_lin`."""
@@ -375,17 +399,7 @@ def decode_masks(
     per_prompt = 16 * h * w * decoder.output_upscaling[3].out_channels * dtype.itemsize
     step = max(1, int(upscale_chunk or UPSCALE_BYTES // per_prompt))
     tr = decoder.transformer
-
-    def tokens_of(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, L, C) contiguous
-        return x.to(dtype).flatten(2).transpose(1, 2).contiguous()
-
-    pe = tokens_of(image_pe)  # (1, L, C)
-    dense = dense_prompt_embeddings
-    keys: torch.Tensor | _SharedImage
-    if (dense.shape[0] == 1 or dense.stride(0) == 0) and len(tr.layers) > 0:
-        keys = _share_image(tr.layers[0], tokens_of(image_embeddings + dense[:1]), pe)
-    else:
-        keys = tokens_of(image_embeddings + dense).expand(bsz, -1, -1).contiguous()
+    pe, keys = _image_keys(tr, image_embeddings, image_pe, dense_prompt_embeddings, bsz, dtype)
 
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat(

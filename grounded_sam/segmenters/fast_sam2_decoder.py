@@ -39,10 +39,10 @@ from grounded_sam.segmenters.fast_decoder import (
     UPSCALE_BYTES,
     _act,
     _deconv_as_linear,
+    _image_keys,
     _is_2x2_stride_2,
     _lin,
     _norm,
-    _share_image,
     _SharedImage,
     _token_to_image,
     _unshuffle_into,
@@ -205,17 +205,7 @@ def decode_masks(
     c8 = decoder.output_upscaling[3].out_channels
     step = max(1, int(upscale_chunk or UPSCALE_BYTES // (16 * h * w * c8 * dtype.itemsize)))
     tr = decoder.transformer
-
-    def tokens_of(x: torch.Tensor) -> torch.Tensor:  # (n, C, h, w) -> (n, L, C) contiguous
-        return x.to(dtype).flatten(2).transpose(1, 2).contiguous()
-
-    pe = tokens_of(image_pe)  # (1, L, C)
-    dense = dense_prompt_embeddings
-    keys: torch.Tensor | _SharedImage
-    if (dense.shape[0] == 1 or dense.stride(0) == 0) and len(tr.layers) > 0:
-        keys = _share_image(tr.layers[0], tokens_of(image_embeddings + dense[:1]), pe)
-    else:
-        keys = tokens_of(image_embeddings + dense).expand(bsz, -1, -1).contiguous()
+    pe, keys = _image_keys(tr, image_embeddings, image_pe, dense_prompt_embeddings, bsz, dtype)
 
     first = 1 if decoder.pred_obj_scores else 0  # the IoU token's index
     parts = [decoder.iou_token.weight, decoder.mask_tokens.weight]
