@@ -12,6 +12,9 @@ checkpoints stay as they are):
   and then stacks, multiplies and sums a (heads, 32, queries, levels x points) tensor
   (360 MB per encoder layer at 800x1333); here the output is written once, in the layout
   ``output_proj`` reads. Same arithmetic (float32 gather, float32 weights);
+- the image-text fusion attention of every encoder layer with its image-side projections
+  folded into the few text tokens (:mod:`grounded_sam.detectors.fast_fusion`; on CPUs):
+  ~1.8 instead of ~35 GFLOP a layer, the same arithmetic up to summation order;
 - under ``torch.autocast`` in bfloat16 on CPUs with AMX/AVX512-BF16 when asked or when
   "auto" finds hardware support (on GPUs only when a half dtype is asked for explicitly:
   "auto" keeps float32 there), with **float32 islands** where a
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grounded_sam import runtime
+from grounded_sam.detectors.fast_fusion import bi_attention
 
 __all__ = ["optimize_grounding_dino", "is_optimized", "deformable_attention"]
 
@@ -84,8 +88,8 @@ def deformable_attention(
         offset += (h + 3) * (w + 3)
     table = torch.cat(padded, 1).reshape(-1, d)
     shapes = torch.tensor(spatial_shapes, dtype=torch.float32, device=dev)  # (L, 2) = (h, w)
-    size = shapes.flip(-1).view(levels, 1, 2)  # (w, h) per level
-    width_p = (shapes[:, 1] + 3).view(levels, 1)  # padded row length
+    height, width = shapes[:, 0].view(levels, 1), shapes[:, 1].view(levels, 1)
+    width_p = width + 3  # padded row length
     # row = base + x0 * heads + y0 * width_p * heads (x0, y0 in the padded map); float is
     # exact for rows < 2**24, int64 beyond (a batch of ~90 images at 800x1333)
     idx_dtype = torch.float32 if b * offset * heads < 2**24 else torch.float64
@@ -93,31 +97,42 @@ def deformable_attention(
     base = torch.arange(b, device=dev).view(b, 1, 1, 1, 1) * (offset * heads)
     base = base + torch.arange(heads, device=dev).view(1, 1, heads, 1, 1)
     base = (base + torch.tensor(starts, device=dev).view(1, 1, 1, levels, 1) * heads).to(idx_dtype)
-    coef = torch.stack([torch.full_like(width_p, heads), width_p * heads], -1).to(idx_dtype)
-    corners = torch.cat([width_p * 0, width_p * 0 + 1, width_p, width_p + 1], -1) * heads
-    corners = corners.to(torch.int32 if idx_dtype == torch.float32 else torch.int64)  # (L, 4)
-    hi_xy = size + 1.0
-    half, zero = size.new_tensor(0.5), size.new_tensor(0.0)
+    row_step = (width_p * heads).to(idx_dtype)  # (L, 1)
+    int_dtype = torch.int32 if idx_dtype == torch.float32 else torch.int64
+    half, zero = shapes.new_tensor(0.5), shapes.new_tensor(0.0)
     out = torch.empty(b, q, heads, d, device=dev)
     step = max(1, min(query_chunk, q))
     for lo in range(0, q, step):
         hi = min(lo + step, q)
-        # pixel coordinates in the padded map, clamped to [0, w + 1] x [0, h + 1]
-        xy = torch.addcmul(half, sampling_locations[:, lo:hi].float(), size)
-        xy = torch.clamp_(xy, min=zero, max=hi_xy)
-        xy0 = xy.floor()
-        frac = xy.sub_(xy0)  # (B, q, heads, L, P, 2)
-        rows = (xy0.to(idx_dtype) * coef).sum(-1).add_(base)  # (B, q, heads, L, P)
-        rows = rows.to(corners.dtype)[..., None] + corners[:, None]  # (B, q, heads, L, P, 4)
-        attn = attention_weights[:, lo:hi].float()[..., None]
-        w1 = frac * attn  # (.., 2): fx * a, fy * a
-        w0 = attn - w1  # (1 - fx) * a, (1 - fy) * a
-        wy = torch.stack([w0[..., 1], w1[..., 1]], -1)  # a * (1 - fy), a * fy
-        wx = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)
-        wts = wy[..., :, None] * wx[..., None, :]  # (.., 2, 2) = corners in the order above
         n = b * (hi - lo) * heads
+        # Planar (B, q, heads, L, P) tensors throughout: broadcasts over a trailing dimension
+        # of 2 or 4 are ~5x slower per element on CPU. Pixel coordinates in the padded map,
+        # clamped to [0, w + 1] x [0, h + 1], their floors and fractions:
+        loc = sampling_locations[:, lo:hi].float()
+        px = torch.addcmul(half, loc[..., 0], width).clamp_(min=zero, max=width + 1)
+        py = torch.addcmul(half, loc[..., 1], height).clamp_(min=zero, max=height + 1)
+        x0, y0 = px.floor(), py.floor()
+        fx, fy = px.sub_(x0), py.sub_(y0)
+        rows = torch.addcmul(base, x0.to(idx_dtype), row_step.new_tensor(heads))
+        rows = torch.addcmul(rows, y0.to(idx_dtype), row_step)
+        # one bag per (batch, query, head): its L x P x 4 (row, weight) pairs, corner-major;
+        # the corners' rows: +0, +1 pixel, +1 row, +1 row and pixel
+        idx = torch.empty(b, hi - lo, heads, 4, levels, points, dtype=int_dtype, device=dev)
+        wts = torch.empty(b, hi - lo, heads, 4, levels, points, device=dev)
+        idx[:, :, :, 0] = rows
+        torch.add(idx[:, :, :, 0], heads, out=idx[:, :, :, 1])
+        idx[:, :, :, 2] = rows.add_(row_step)
+        torch.add(idx[:, :, :, 2], heads, out=idx[:, :, :, 3])
+        a = attention_weights[:, lo:hi].float()
+        ay1 = a * fy
+        ay0 = a - ay1  # a * (1 - fy)
+        gx0 = torch.rsub(fx, 1.0)  # 1 - fx
+        torch.mul(ay0, gx0, out=wts[:, :, :, 0])
+        torch.mul(ay0, fx, out=wts[:, :, :, 1])
+        torch.mul(ay1, gx0, out=wts[:, :, :, 2])
+        torch.mul(ay1, fx, out=wts[:, :, :, 3])
         o = F.embedding_bag(
-            rows.reshape(n, -1), table, per_sample_weights=wts.reshape(n, -1), mode="sum"
+            idx.view(n, -1), table, per_sample_weights=wts.view(n, -1), mode="sum"
         )
         out[:, lo:hi] = o.view(b, hi - lo, heads, d)
     return out.view(b, q, heads * d)
@@ -151,6 +166,29 @@ class _FastMSDAKernel(nn.Module):
             )
         shapes = [(int(h), int(w)) for h, w in value_spatial_shapes_list]
         return deformable_attention(value, shapes, sampling_locations, attention_weights)
+
+
+@functools.cache
+def _fast_bi_attention_class(cls: type) -> type:
+    """transformers' ``GroundingDinoBiMultiHeadAttention`` through :func:`bi_attention` on
+    CPUs in eval mode (elsewhere, and while training with dropout, transformers' own)."""
+
+    def forward(
+        self: nn.Module,
+        vision_features: torch.Tensor,
+        text_features: torch.Tensor,
+        vision_attention_mask: torch.Tensor | None = None,
+        text_attention_mask: torch.Tensor | None = None,
+    ) -> Any:
+        if vision_features.device.type != "cpu" or (self.training and self.dropout > 0):
+            return cls.forward(
+                self, vision_features, text_features, vision_attention_mask, text_attention_mask
+            )
+        return bi_attention(
+            self, vision_features, text_features, vision_attention_mask, text_attention_mask
+        )
+
+    return type(f"_Fast{cls.__name__}", (cls,), {"forward": forward, "_gs_base": cls})
 
 
 class _FastLinear(nn.Linear):
@@ -255,7 +293,7 @@ def optimize_grounding_dino(model: nn.Module, *, dtype: Any = None) -> nn.Module
         dtype: compute dtype: ``None``/"auto" (bfloat16 on CPUs with AMX/AVX512-BF16,
             float32 on other CPUs, and on CUDA transformers' own float32 forward: measured on
             an H200, the bf16 path was slower, 80 against 71 ms at 800x1333),
-            "fp32"/``torch.float32`` (the exact path: deformable attention only),
+            "fp32"/``torch.float32`` (the exact path: deformable and fusion attention only),
             "bf16"/``torch.bfloat16`` or "fp16"/``torch.float16`` (autocast with float32
             islands for sample positions, box heads and logits). Resolved on every forward
             for the input's device; ``GROUNDED_SAM_FORCE_FP32=1`` forces float32. Inside a
@@ -283,6 +321,8 @@ def optimize_grounding_dino(model: nn.Module, *, dtype: Any = None) -> nn.Module
         for module in model.modules():
             if type(module) is gd.MultiScaleDeformableAttention:
                 module.__class__ = _FastMSDAKernel
+            elif type(module) is gd.GroundingDinoBiMultiHeadAttention:
+                module.__class__ = _fast_bi_attention_class(type(module))
         islands = _fp32_island_modules(model)
         for module in islands:
             if not hasattr(type(module), "_gs_base"):
