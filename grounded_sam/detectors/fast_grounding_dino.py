@@ -131,9 +131,7 @@ def deformable_attention(
         torch.mul(ay0, fx, out=wts[:, :, :, 1])
         torch.mul(ay1, gx0, out=wts[:, :, :, 2])
         torch.mul(ay1, fx, out=wts[:, :, :, 3])
-        o = F.embedding_bag(
-            idx.view(n, -1), table, per_sample_weights=wts.view(n, -1), mode="sum"
-        )
+        o = F.embedding_bag(idx.view(n, -1), table, per_sample_weights=wts.view(n, -1), mode="sum")
         out[:, lo:hi] = o.view(b, hi - lo, heads, d)
     return out.view(b, q, heads * d)
 
