@@ -225,11 +225,14 @@ def cpu_lines() -> list[str]:
         if s["fast_bf16"]
         else f"fast: float32 ({why}; bf16 would be emulated)"
     )
+    from grounded_sam import fp32_linear  # imports this module
+
     return [
         f"cpu: {s['model']}, {s['cores']} logical cores",
         f"isa: {isa}; ATen kernels {s['aten_capability']}"
         + (f"; limited by {limits}" if limits else ""),
         fast + ("; GROUNDED_SAM_FORCE_FP32=1" if force_fp32() else ""),
+        fp32_linear.describe(),
     ]
 
 

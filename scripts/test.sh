@@ -47,8 +47,11 @@ run_pytest .venv/bin/python -m pytest "$@" || rc=$?
 # break the other unseen. Only for the whole suite (no pytest arguments given).
 if [ $# -eq 0 ] && grep -qwE 'avx512f|amx_bf16' /proc/cpuinfo 2>/dev/null; then
     echo "== again capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2): tests marked cpu_kind =="
-    # the same variables as grounded_sam.runtime.AVX2_CAP_ENV (tests/test_runtime.py checks)
+    # the same variables as grounded_sam.runtime.AVX2_CAP_ENV (tests/test_runtime.py checks);
+    # fp32 linears through oneDNN, as on a CPU where MKL's sgemm loses the probe (AMD; see
+    # grounded_sam/fp32_linear.py): the main pass here takes ATen/MKL, so both are run
     run_pytest env ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-        FBGEMM_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python -m pytest -m cpu_kind -p no:cacheprovider || rc=$?
+        FBGEMM_ENABLE_INSTRUCTIONS=AVX2 GROUNDED_SAM_FP32_LINEAR=onednn \
+        .venv/bin/python -m pytest -m cpu_kind -p no:cacheprovider || rc=$?
 fi
 exit "$rc"

@@ -289,10 +289,14 @@ def test_bf16_linears_are_fused_oneDNN_gemms_where_the_cpu_has_bf16_kernels():
 def test_bf16_without_bf16_kernels_never_reaches_a_fused_oneDNN_gemm():
     """On AVX2-only CPUs (or under ONEDNN_MAX_CPU_ISA=AVX2) bf16 runs autocast's generic
     kernels: no fused oneDNN bf16 linear, which would die there with "could not create a
-    primitive descriptor". Everywhere, fp32 never uses the fused op."""
+    primitive descriptor". In fp32 the fused op runs only where fp32_linear chose oneDNN
+    (in float32: GROUNDED_SAM_FP32_LINEAR=onednn, or a CPU where MKL's sgemm is slower)."""
+    from grounded_sam import fp32_linear
+
     sam = _sam(window_size=6)
     optimize_sam(sam, dtype="fp32")
-    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: _encode(sam, _image()))
+    fused = "mkldnn::_linear_pointwise" in _ops_run(lambda: _encode(sam, _image()))
+    assert fused == (fp32_linear.backend() == "onednn")
     optimize_sam(sam, dtype="bf16")
     fused = "mkldnn::_linear_pointwise" in _ops_run(lambda: _encode(sam, _image()))
     assert fused == runtime.onednn_bf16_kernels()

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grounded_sam import runtime
+from grounded_sam import fp32_linear, runtime
 from grounded_sam.detectors.fast_fusion import bi_attention
 
 __all__ = ["optimize_grounding_dino", "is_optimized", "deformable_attention"]
@@ -192,7 +192,9 @@ def _fast_bi_attention_class(cls: type) -> type:
 class _FastLinear(nn.Linear):
     """``nn.Linear`` that, under CPU bf16 autocast, runs as one oneDNN bf16 GEMM with the bias
     in its epilogue (autocast's linear is about 2x slower at 22k x 256 -> 2048 tokens). The
-    weight is cast per call, as autocast does: no persistent copies. Elsewhere: ``F.linear``.
+    weight is cast per call, as autocast does: no persistent copies. Elsewhere:
+    :func:`grounded_sam.fp32_linear.linear` (MKL or oneDNN in float32, whichever this CPU
+    runs faster; ``F.linear`` for other dtypes and devices).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,7 +203,7 @@ class _FastLinear(nn.Linear):
             if runtime.cpu_autocast_dtype() == torch.bfloat16:
                 fused = runtime.fused_bf16_linear_op()
         if fused is None:
-            return F.linear(x, self.weight, self.bias)
+            return fp32_linear.linear(x, self.weight, self.bias)
         dt = torch.bfloat16
         bias = None if self.bias is None else self.bias.to(dt)
         return fused(x.to(dt).contiguous(), self.weight.to(dt), bias, "none", [], "")

@@ -43,7 +43,7 @@ from segment_anything.modeling.image_encoder import (
 )
 from torch import nn
 
-from grounded_sam import runtime
+from grounded_sam import fp32_linear, runtime
 
 __all__ = ["optimize_sam", "restore_sam", "is_optimized"]
 
@@ -172,7 +172,8 @@ def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tens
     Autocast's linear is a GEMM plus a separate pass that writes the bias (and then a GELU
     pass); oneDNN's linear applies bias and GELU in the GEMM's epilogue (~25% less time
     on the MLP). The weight is cast per call, as autocast does: no persistent copies.
-    Elsewhere (fp32, CUDA, no oneDNN) it is plain ``F.linear`` + ``F.gelu``.
+    In float32 on a CPU, :func:`grounded_sam.fp32_linear.linear` (MKL or oneDNN, whichever
+    this CPU runs faster); elsewhere (CUDA, no oneDNN) plain ``F.linear`` + ``F.gelu``.
     """
     # Under torch.compile inductor does its own oneDNN fusion (and cannot trace this op);
     # with autograd on, the op has no backward: both use the plain path.
@@ -183,8 +184,7 @@ def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tens
         bias = None if layer.bias is None else layer.bias.to(dt)
         attr, algo = ("gelu", "none") if gelu else ("none", "")
         return fused(x.to(dt).contiguous(), layer.weight.to(dt), bias, attr, [], algo)
-    y = F.linear(x, layer.weight, layer.bias)
-    return F.gelu(y) if gelu else y
+    return fp32_linear.linear(x, layer.weight, layer.bias, "gelu" if gelu else None)
 
 
 def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
