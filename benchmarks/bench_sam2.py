@@ -53,31 +53,6 @@ def build_sam2(model_type: str, seed: int = 0) -> Any:
     return model.eval()
 
 
-def _boxes(image_hw: tuple[int, int], n: int, seed: int = 0) -> Any:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    h, w = image_hw
-    wh = rng.uniform(0.05, 0.6, (n, 2)) * [w, h]
-    xy = rng.uniform(0, 1, (n, 2)) * ([w, h] - wh)
-    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
-
-
-def _dets(boxes: Any, hw: tuple[int, int]) -> Any:
-    import numpy as np
-
-    from grounded_sam.types import Detections
-
-    n = len(boxes)
-    return Detections(
-        xyxy=boxes,
-        scores=np.ones(n, np.float32),
-        phrases=[""] * n,
-        class_id=np.zeros(n, np.int64),
-        image_size=hw,
-    )
-
-
 def _cell(times: dict[str, list[float]], key: str) -> str:
     return common.fmt_s(common.median(times[key])) if key in times else f"{'-':>9}"
 
@@ -141,7 +116,7 @@ def bench_sam2(
     predictor.set_image(image)
     for seg in segs.values():
         seg.embed(image)
-    dets = _dets(boxes, hw)
+    dets = common.box_detections(boxes, hw)
     fns = {"ref": lambda: predictor.predict(box=boxes, multimask_output=False)}
     fns.update({k: (lambda s=s: s.segment(image, dets)) for k, s in segs.items()})
     times = common.time_alternating(fns, repeats)
@@ -189,7 +164,7 @@ def bench_sam(args: argparse.Namespace, image: Any, boxes: Any, amg_image: Any) 
         {k: _encode(s, image) for k, s in segs.items()}, args.big_repeats
     )
     _row("SAM vit_b encoder", times)
-    dets = _dets(boxes, image.shape[:2])
+    dets = common.box_detections(boxes, image.shape[:2])
     for seg in segs.values():
         seg.embed(image)
     times = common.time_alternating(
@@ -228,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     common.print_header(title, threads)
     image = common.synthetic_image(tuple(args.size))
     amg_image = common.synthetic_image(tuple(args.amg_size), seed=1)
-    boxes = _boxes(image.shape[:2], args.boxes)
+    boxes = common.random_boxes(image.shape[:2], args.boxes)
     print(f"   load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"   image {args.size[0]}x{args.size[1]} (automatic: {args.amg_size[0]}x"

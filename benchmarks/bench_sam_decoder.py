@@ -62,29 +62,16 @@ class Setup:
     prompts: tuple[Any, Any, Any]  # sparse, dense, image_pe for the reference decoder
 
 
-def _boxes(image_hw: tuple[int, int], n: int, seed: int) -> Any:
-    """n seeded xyxy boxes (float32, original pixels), 5% to 60% of each side, inside."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    h, w = image_hw
-    wh = rng.uniform(0.05, 0.6, (n, 2)) * [w, h]
-    xy = rng.uniform(0, 1, (n, 2)) * ([w, h] - wh)
-    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
-
-
 def _setup(args: argparse.Namespace, features_path: str | None = None) -> Setup:
     """Build the model, the segmenters, the predictor and one call per variant.
 
     The image embedding is computed with segment_anything's encoder, or loaded from
     ``features_path`` (a child process of ``--memory`` gets the parent's).
     """
-    import numpy as np
     import torch
     from segment_anything import SamPredictor
 
     from grounded_sam.segmenters.sam import ImageEmbedding, SamSegmenter
-    from grounded_sam.types import Detections
 
     h, w = args.size
     sam = common.build_sam(args.model, seed=args.seed)
@@ -109,15 +96,8 @@ def _setup(args: argparse.Namespace, features_path: str | None = None) -> Setup:
     predictor.original_size, predictor.input_size = emb.original_size, emb.input_size
     predictor.is_image_set = True
 
-    boxes = _boxes((h, w), args.boxes, args.seed)
-    n = len(boxes)
-    dets = Detections(
-        xyxy=boxes,
-        scores=np.ones(n, np.float32),
-        phrases=["box"] * n,
-        class_id=np.zeros(n, np.int64),
-        image_size=(h, w),
-    )
+    boxes = common.random_boxes((h, w), args.boxes, args.seed)
+    dets = common.box_detections(boxes, (h, w))
     boxes_t = predictor.transform.apply_boxes_torch(torch.from_numpy(boxes), (h, w))
     with torch.no_grad():
         sparse, dense = sam.prompt_encoder(points=None, boxes=boxes_t, masks=None)

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from bench_sam_decoder import _agreement, _boxes  # noqa: E402
+from bench_sam_decoder import _agreement  # noqa: E402
 
 
 def main() -> None:
@@ -36,12 +36,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from segment_anything import SamPredictor
 
     from grounded_sam.segmenters.sam import SamSegmenter
-    from grounded_sam.types import Detections
 
     threads = common.set_threads(args.threads)
     common.print_header(
@@ -52,15 +50,8 @@ def main() -> None:
     h, w = args.size
     sam = common.build_sam(args.model, seed=args.seed)
     image = common.synthetic_image((h, w), seed=args.seed)
-    boxes = _boxes((h, w), args.boxes, args.seed)
-    n = len(boxes)
-    dets = Detections(
-        xyxy=boxes,
-        scores=np.ones(n, np.float32),
-        phrases=["box"] * n,
-        class_id=np.zeros(n, np.int64),
-        image_size=(h, w),
-    )
+    boxes = common.random_boxes((h, w), args.boxes, args.seed)
+    dets = common.box_detections(boxes, (h, w))
     predictor = SamPredictor(sam)
     seg = SamSegmenter(copy.deepcopy(sam), precision=args.precision)
     outputs = {}

@@ -220,6 +220,33 @@ def synthetic_image(size: tuple[int, int] = (768, 1024), seed: int = 0) -> Any:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def random_boxes(image_hw: tuple[int, int], n: int, seed: int = 0) -> Any:
+    """n seeded xyxy boxes (N, 4) float32 in original pixels, 5% to 60% of each side, inside."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    h, w = image_hw
+    wh = rng.uniform(0.05, 0.6, (n, 2)) * [w, h]
+    xy = rng.uniform(0, 1, (n, 2)) * ([w, h] - wh)
+    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
+
+
+def box_detections(boxes: Any, image_hw: tuple[int, int]) -> Any:
+    """``Detections`` of xyxy ``boxes`` (N, 4) float32: score 1, one class "box"."""
+    import numpy as np
+
+    from grounded_sam.types import Detections
+
+    n = len(boxes)
+    return Detections(
+        xyxy=boxes,
+        scores=np.ones(n, np.float32),
+        phrases=["box"] * n,
+        class_id=np.zeros(n, np.int64),
+        image_size=image_hw,
+    )
+
+
 def model_flops(fn: Callable[[], Any]) -> float:
     """FLOPs of one call of ``fn`` as counted by torch's FlopCounterMode (matmuls, convs,
     attention). Build the model on the meta device to count without computing."""
