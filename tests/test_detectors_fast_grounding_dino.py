@@ -123,6 +123,22 @@ def test_fp32_path_equals_reference(tiny, inputs):
     torch.testing.assert_close(boxes, ref[1], rtol=1e-5, atol=1e-5)
 
 
+def test_encoder_relu_is_in_place_only_without_autograd(tiny):
+    from transformers.models.grounding_dino import modeling_grounding_dino as gd
+
+    fast = optimize_grounding_dino(copy.deepcopy(tiny[0]), dtype="fp32")
+    layers = [m for m in fast.modules() if isinstance(m, gd.GroundingDinoDeformableLayer)]
+    assert layers
+    relu = layers[0].activation_fn
+    x = torch.tensor([-1.0, 2.0, -3.0])
+    with torch.inference_mode():
+        y = x.clone()
+        assert relu(y) is y and y.tolist() == [0.0, 2.0, 0.0]
+    x.requires_grad_(True)
+    y = relu(x)
+    assert y is not x and x.tolist() == [-1.0, 2.0, -3.0]
+
+
 def test_state_dict_unchanged_and_idempotent(tiny):
     model, _ = tiny
     fast = copy.deepcopy(model)
