@@ -281,6 +281,28 @@ def _image_keys(
     return pe, tokens_of(image_embeddings + dense).expand(bsz, -1, -1).contiguous()
 
 
+def _upscale_step(
+    decoder: nn.Module,
+    image_embeddings: torch.Tensor,
+    dtype: torch.dtype,
+    upscale_chunk: int | None,
+) -> int:
+    """Prompts whose masks are upscaled together: ``upscale_chunk``, or as many as fit in
+    :data:`UPSCALE_BYTES` (a prompt's upscaled features: 16 h w x C/8 values in ``dtype``).
+
+    Raises:
+        ValueError: ``image_embeddings`` is not one image's, (1, C, h, w).
+    """
+    if image_embeddings.shape[0] != 1:
+        raise ValueError(
+            f"decode_masks takes the embedding of one image, (1, C, h, w); got "
+            f"{tuple(image_embeddings.shape)}"
+        )
+    _, _, h, w = image_embeddings.shape
+    per_prompt = 16 * h * w * decoder.output_upscaling[3].out_channels * dtype.itemsize
+    return max(1, int(upscale_chunk or UPSCALE_BYTES // per_prompt))
+
+
 # ---------------------------------------------------------------------- the decoder
 def _sam_mlp(x: torch.Tensor, mlp: nn.Module) -> torch.Tensor:
     """SAM's ``MLPBlock`` (lin1 -> act -> lin2) through :func:`_lin`."""
@@ -389,15 +411,9 @@ def decode_masks(
         low-res mask logits float32 (B, M, 4h, 4w) and predicted IoU float32 (B, M),
         M = 3 if ``multimask`` else 1.
     """
-    if image_embeddings.shape[0] != 1:
-        raise ValueError(
-            f"decode_masks takes the embedding of one image, (1, C, h, w); got "
-            f"{tuple(image_embeddings.shape)}"
-        )
+    step = _upscale_step(decoder, image_embeddings, dtype, upscale_chunk)
     bsz = sparse_prompt_embeddings.shape[0]
     _, c, h, w = image_embeddings.shape
-    per_prompt = 16 * h * w * decoder.output_upscaling[3].out_channels * dtype.itemsize
-    step = max(1, int(upscale_chunk or UPSCALE_BYTES // per_prompt))
     tr = decoder.transformer
     pe, keys = _image_keys(tr, image_embeddings, image_pe, dense_prompt_embeddings, bsz, dtype)
 

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from grounded_sam.segmenters.fast_decoder import (
-    UPSCALE_BYTES,
     _act,
     _deconv_as_linear,
     _image_keys,
@@ -46,6 +45,7 @@ from grounded_sam.segmenters.fast_decoder import (
     _SharedImage,
     _token_to_image,
     _unshuffle_into,
+    _upscale_step,
 )
 from grounded_sam.segmenters.fast_decoder import (
     _block as _sam_block,
@@ -195,15 +195,9 @@ def decode_masks(
         low-res mask logits float32 (B, M, 4h, 4w) and predicted IoU float32 (B, M),
         M = 3 if ``multimask`` else 1.
     """
-    if image_embeddings.shape[0] != 1:
-        raise ValueError(
-            f"decode_masks takes the embedding of one image, (1, C, h, w); got "
-            f"{tuple(image_embeddings.shape)}"
-        )
+    step = _upscale_step(decoder, image_embeddings, dtype, upscale_chunk)
     bsz = sparse_prompt_embeddings.shape[0]
     _, c, h, w = image_embeddings.shape
-    c8 = decoder.output_upscaling[3].out_channels
-    step = max(1, int(upscale_chunk or UPSCALE_BYTES // (16 * h * w * c8 * dtype.itemsize)))
     tr = decoder.transformer
     pe, keys = _image_keys(tr, image_embeddings, image_pe, dense_prompt_embeddings, bsz, dtype)
 
